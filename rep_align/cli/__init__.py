@@ -1,0 +1,50 @@
+"""Command-line interface: ``rep-align COMMAND [options]``.
+
+The CLI is thin: each command lives in its own module of this package, which defines
+``add_arguments(parser)`` (declares its options) and ``run(args) -> int`` (calls the
+library and writes files). ``main`` only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module under rep_align.cli, one-line help)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "theory": ("theory", "integrate the two-point effective theory (THEORY.md section 2)"),
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from rep_align import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rep-align",
+        description="Representation learning dynamics: effective theory and real networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"rep_align {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in _COMMANDS.items():
+        module = importlib.import_module(f"rep_align.cli.{module_name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rep-align`` console script; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ValueError as err:  # bad user input found by the library: no traceback
+        print(f"rep-align {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
