@@ -334,6 +334,62 @@ def _solve_flat(z0, ts, params, *, variant, rtol, atol, max_steps, stacked):
     return z, ok, nsteps
 
 
+# Large stacked batches on the CPU are split into groups of similar stiffness: a stacked
+# solve pays the step count of its stiffest member for every member, and different members
+# are stiff at different times. Groups also let independent host devices (one per core,
+# see rep_align.devices) work in parallel. Too many groups cost more in per-step overhead
+# than they save: measured here (2-core x86, float64, rtol 1e-8, 10^4 random pairs) one
+# stacked solve took 77 ms, 2 groups 53 ms, 4 groups 44 ms, 8 groups 47 ms.
+_GROUP_MEMBERS = 2500
+_MAX_GROUPS = 64
+
+
+def _n_groups(n: int) -> int:
+    if jax.default_backend() != "cpu":
+        return 1
+    n_dev = jax.local_device_count()
+    groups = min(_MAX_GROUPS, max(1, round(n / _GROUP_MEMBERS)))
+    if n_dev > 1 and n >= 512 * n_dev:
+        groups = n_dev * max(1, round(groups / n_dev))
+    return groups
+
+
+def _stiffness_proxy(z0: np.ndarray, params: np.ndarray, t_span: float) -> np.ndarray:
+    # Fastest rates of the regular system, at the start and at the converged state: the
+    # decoder term η_y·h and the encoder term η_h·dx2·y/h (squared decoder gain).
+    h0, y0 = z0[:, 0], z0[:, 1]
+    eh, ey, dx2, dy2 = params
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h_inf = np.asarray(_final_distance(h0, y0, eh, ey, dx2, dy2))
+        gain_inf = np.where(h_inf > 0, dy2 / h_inf, 0.0)
+    rate = ey * np.maximum(h0, h_inf) + eh * dx2 * np.maximum(y0 / h0, gain_inf)
+    return np.nan_to_num(rate * t_span, nan=np.inf)
+
+
+def _solve_grouped(z0f, ts, pf, n_groups, **kw):
+    """Stacked solves of groups sorted by a stiffness proxy, spread over local devices."""
+    n = z0f.shape[0]
+    z0n, pn = np.asarray(z0f), np.asarray(pf)
+    order = np.argsort(_stiffness_proxy(z0n, pn, float(ts[-1] - ts[0])), kind="stable")
+    size = -(-n // n_groups)
+    # equal group sizes (one compilation): pad the last group by repeating its last member
+    padded = np.concatenate([order, np.full(size * n_groups - n, order[-1])])
+    devices = jax.local_devices()
+    parts = []
+    for g in range(n_groups):
+        idx = padded[g * size : (g + 1) * size]
+        dev = devices[g % len(devices)]
+        args = jax.device_put((z0n[idx], np.asarray(ts), pn[:, idx]), dev)
+        parts.append(_solve_flat(*args, **kw))  # dispatched asynchronously
+    home = devices[0]
+    z, ok, nsteps = (
+        jnp.concatenate([jax.device_put(p[k], home) for p in parts])[:n] for k in range(3)
+    )
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    return z[inverse], ok[inverse], nsteps[inverse]
+
+
 def solve(
     z0: Float[ArrayLike, "... 3"],
     ts: Float[ArrayLike, "... times"],
@@ -420,9 +476,12 @@ def solve(
     pf = jnp.stack([jnp.broadcast_to(p, batch_shape).reshape(n) for p in params])
     tsf = ts if stacked else jnp.broadcast_to(ts, batch_shape + (n_times,)).reshape(n, n_times)
     r, a = _tolerances(dtype, rtol, atol)
-    z, ok, nsteps = _solve_flat(
-        z0f, tsf, pf, variant=variant, rtol=r, atol=a, max_steps=max_steps, stacked=stacked
-    )
+    kw = dict(variant=variant, rtol=r, atol=a, max_steps=max_steps, stacked=stacked)
+    traced = not all(map(_is_concrete, (z0f, tsf, pf)))
+    if stacked and batch == "auto" and not traced and _n_groups(n) > 1:
+        z, ok, nsteps = _solve_grouped(z0f, tsf, pf, _n_groups(n), **kw)
+    else:
+        z, ok, nsteps = _solve_flat(z0f, tsf, pf, **kw)
     z = z.reshape(batch_shape + (n_times, 3))
     if not full_output:
         return z
