@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
@@ -75,7 +76,8 @@ def pair_observables(
         dy2=jnp.sum(dys**2),
         h=h,
         y=y,
-        w=y - jnp.dot(dys, dyh),
+        # Elementwise products, not a dot: TPUs run float32 dots at reduced precision.
+        w=y - jnp.sum(dys * dyh),
         m=jnp.sum(mean_err**2),
     )
 
@@ -84,7 +86,8 @@ def squared_distances(a: Float[Array, "n ..."]) -> Float[Array, "n n"]:
     """Squared Euclidean distances between the rows of ``a`` (each row flattened).
 
     Computed from the Gram matrix of the centred rows (memory O(n²), not O(n²·d));
-    centring first limits the cancellation of ‖a_i‖² + ‖a_j‖² − 2 a_i·a_j, and the
+    centring first limits the cancellation of ‖a_i‖² + ‖a_j‖² − 2 a_i·a_j, the product
+    runs at full precision (GPUs and TPUs would otherwise use TF32/bf16 passes), and the
     result is clipped at zero with an exactly zero diagonal.
 
     Arguments:
@@ -96,7 +99,7 @@ def squared_distances(a: Float[Array, "n ..."]) -> Float[Array, "n n"]:
     flat = a.reshape(a.shape[0], -1)
     flat = flat - jnp.mean(flat, axis=0, keepdims=True)
     sq = jnp.sum(flat**2, axis=1)
-    gram = flat @ flat.T
+    gram = jnp.matmul(flat, flat.T, precision=jax.lax.Precision.HIGHEST)
     d = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
     d = 0.5 * (d + d.T)
     return jnp.where(jnp.eye(a.shape[0], dtype=bool), 0.0, d)
