@@ -1,0 +1,97 @@
+"""``rep-align sweep SPEC.toml --out DIR``: run or resume a sweep, with a progress bar.
+
+The spec format and the results store are described in ``rep_align.sweep``. Re-running the
+same command after an interruption resumes: finished runs are skipped. A spec that differs
+from the one stored in DIR is refused (exit status 2) and nothing is computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from typing import TextIO
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC.toml", help="sweep spec (see rep_align.sweep)")
+    p.add_argument("--out", required=True, metavar="DIR", help="results directory")
+    p.add_argument(
+        "--memory-budget-mb",
+        type=float,
+        default=None,
+        help="override the spec's memory budget per device (does not change results)",
+    )
+    p.add_argument(
+        "--max-chunk",
+        type=int,
+        default=None,
+        help="override the spec's cap on runs per device per chunk (does not change results)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class _ProgressBar:
+    """Runs done, runs/s and ETA on one line of ``stream`` (a line per update if not a tty)."""
+
+    def __init__(self, stream: TextIO, width: int = 28) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.t0: float | None = None
+        self.done0 = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0, self.done0 = now, done
+        new, elapsed = done - self.done0, now - self.t0
+        rate = new / elapsed if elapsed > 0 and new > 0 else 0.0
+        eta = _clock((total - done) / rate) if rate > 0 else "?"
+        frac = done / total if total else 1.0
+        fill = round(frac * self.width)
+        bar = "#" * fill + "-" * (self.width - fill)
+        line = f"[{bar}] {done}/{total} runs  {rate:.2f} runs/s  ETA {eta}  ({_clock(elapsed)})"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done >= total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rep_align import sweep
+
+    spec = sweep.load_spec(args.spec)
+    overrides = {}
+    if args.memory_budget_mb is not None:
+        overrides["memory_budget_mb"] = args.memory_budget_mb
+    if args.max_chunk is not None:
+        overrides["max_chunk"] = args.max_chunk
+    if overrides:
+        spec = dataclasses.replace(spec, **overrides)
+    print(
+        f"sweep {spec.name!r}: {spec.num_runs} runs, spec hash {spec.spec_hash}, -> {args.out}",
+        file=sys.stderr,
+    )
+    progress = None if args.quiet else _ProgressBar(sys.stderr)
+    try:
+        report = sweep.run_sweep(spec, args.out, progress=progress)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished chunks are saved; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"{report.completed} runs computed, {report.skipped} already finished, "
+        f"{report.diverged} diverged or failed; {report.num_groups} groups, "
+        f"{report.num_chunks} chunks, {report.seconds:.1f} s; results in {report.out}"
+    )
+    return 0
