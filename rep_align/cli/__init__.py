@@ -15,7 +15,6 @@ import sys
 _COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("theory", "integrate the two-point effective theory (THEORY.md section 2)"),
     "sweep": ("sweep", "run or resume a sweep spec (TOML) into a results directory"),
-    "sweep": ("sweep", "run or resume a sweep spec (TOML) into a results directory"),
     "sweep-plot": ("sweep_plot", "standard figures of a sweep results directory"),
     "train": ("train", "train one two-point preset network; write h, y, w, loss and a plot"),
 }
