@@ -370,3 +370,12 @@ def test_fit_hook_adds_rates(tmp_path):
         assert k in res.table, k
     assert res.table["fit_ok"][0] and res.table["eta_h"][0] > 0 and res.table["eta_y"][0] > 0
     assert res.table["r2_y"][0] > 0.8
+
+
+def test_sweep_plot_writes_standard_figures(small_store, tmp_path, capsys):
+    from rep_align.cli import main
+
+    assert main(["sweep-plot", str(small_store), "--out", str(tmp_path / "figs")]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == ["final_vs_gain.png", "heatmap_h_final.png", "trajectories.png"]
+    assert all((tmp_path / "figs" / n).stat().st_size > 1000 for n in names)

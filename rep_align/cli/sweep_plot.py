@@ -1,13 +1,42 @@
-"""``rep-align sweep-plot DIR``: standard figures of a sweep results directory."""
+"""``rep-align sweep-plot DIR``: standard figures of a sweep results directory.
+
+Writes, as far as the sweep allows, final h and loss against the main axis (gain if swept),
+fitted rates against it, heat maps (final h; R² of h, y, w if fitted), measured h against
+the theory's h∞ and the trajectories of one group (see ``rep_align.sweep_plots``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", metavar="DIR", help="results directory of rep-align sweep")
+    p.add_argument("results", metavar="DIR", help="results directory written by rep-align sweep")
+    p.add_argument("--out", metavar="FIGDIR", help="where to write figures (default DIR/figures)")
+    p.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="file format")
+    p.add_argument(
+        "--converged-loss",
+        type=float,
+        default=1e-2,
+        help="final loss below which a run counts as converged (default 1e-2)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("not implemented yet")
+    from pathlib import Path
+
+    from rep_align import sweep, sweep_plots
+
+    res = sweep.load_results(args.results, converged_loss=args.converged_loss)
+    out = Path(args.out) if args.out else Path(args.results) / "figures"
+    paths = sweep_plots.standard_figures(res, out, fmt=args.format)
+    n_conv = int(res.table["converged"].sum()) if "converged" in res.table else 0
+    print(
+        f"{len(res)} of {res.spec.num_runs} runs finished, {n_conv} converged "
+        f"(final loss < {args.converged_loss:g})",
+        file=sys.stderr,
+    )
+    for p in paths:
+        print(p)
+    return 0
