@@ -16,6 +16,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("theory", "integrate the two-point effective theory (THEORY.md section 2)"),
     "sweep": ("sweep", "run or resume a sweep spec (TOML) into a results directory"),
     "sweep-plot": ("sweep_plot", "standard figures of a sweep results directory"),
+    "two-points": ("two_points", "reproduce the two-point results: train presets, fit, summarise"),
+    "grid": ("grid", "final-distance grid over (dx, dy): measured vs predicted h_inf"),
+    "depth": ("depth", "fitted effective rates at every hidden layer of one run"),
+    "ablations": ("ablations", "fit the ablated theories of THEORY.md section 4 to the same runs"),
     "train": ("train", "train one two-point preset network; write h, y, w, loss and a plot"),
 }
 

@@ -1,0 +1,241 @@
+"""Final-distance grid (THEORY.md section 7, second row).
+
+A 5 × 5 grid of input distance dx ∈ [0.5, 1.5] and target distance dy ∈ [0, 1] (so
+dx2 = dx², dy2 = dy²), every grid point and seed trained as one vmapped batch with the
+grid protocol of PRESETS.md: learning rate lr/5, up to 40,000 epochs, stopped once every
+run's loss is below 1e-4, a run still above 1e-3 discarded. The measured converged
+distance (final h at the preset's read-out layer) is compared with the theory's h∞
+(THEORY.md section 3) evaluated at each run's own initial h0, y0 and the rate ratio
+η_h/η_y fitted on the preset's standard two-point task (dx2 = 1, dy2 = 0.5, trajectory
+protocol; h∞ depends on the rates only through their ratio).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rep_align.data import two_points
+from rep_align.experiments._common import (
+    Status,
+    fit_observed,
+    network_for,
+    observed,
+    quick_preset,
+    record_every_for,
+    train_batch,
+    write_json,
+)
+from rep_align.presets import get_preset
+from rep_align.training import train
+
+__all__ = ["run_grid", "GRID_DX", "GRID_DY"]
+
+GRID_DX = np.linspace(0.5, 1.5, 5)
+GRID_DY = np.linspace(0.0, 1.0, 5)
+MAX_EPOCHS = 40_000
+CHUNK = 2_000
+STOP_LOSS = 1e-4
+DISCARD_LOSS = 1e-3
+
+
+def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, status):
+    network = network_for(preset)
+
+    def data(a, b):
+        return two_points(dx2=a, dy2=b, in_dim=preset.in_dim, out_dim=preset.out_dim)
+
+    @jax.jit
+    @jax.vmap
+    def first(seed, a, b):
+        x, y = data(a, b)
+        return train(
+            network,
+            x,
+            y,
+            key=jax.random.key(seed),
+            lr=lr,
+            steps=chunk,
+            optimizer=preset.optimizer,
+            record_every=chunk,
+            return_params=True,
+        )
+
+    @jax.jit
+    @jax.vmap
+    def more(seed, a, b, params):
+        x, y = data(a, b)
+        return train(
+            network,
+            x,
+            y,
+            key=jax.random.key(seed),
+            lr=lr,
+            steps=chunk,
+            optimizer=preset.optimizer,
+            record_every=chunk,
+            params=params,
+            return_params=True,
+        )
+
+    args = (jnp.asarray(seeds), jnp.asarray(dx2, jnp.float32), jnp.asarray(dy2, jnp.float32))
+    traj, params = first(*args)
+    h0 = np.asarray(traj.h)[:, 0, preset.layer]
+    y0 = np.asarray(traj.y)[:, 0]
+    epochs = chunk
+    while True:
+        loss = np.asarray(traj.loss)[:, -1]
+        status(epochs, loss)
+        done = ~np.isfinite(loss) | (loss < STOP_LOSS)
+        if done.all() or epochs >= max_epochs:
+            break
+        traj, params = more(*args, params)
+        epochs += chunk
+    # Adam's moments restart with each chunk; the grid presets here are plain descent.
+    return h0, y0, np.asarray(traj.h)[:, -1, preset.layer], loss, epochs
+
+
+def run_grid(
+    name: str = "default",
+    *,
+    seeds: int = 2,
+    quick: bool = False,
+    out: str | None = None,
+    max_epochs: int = MAX_EPOCHS,
+    rate_seeds: int = 3,
+) -> dict:
+    """Measured vs predicted converged distance over the 5 × 5 (dx, dy) grid.
+
+    Arguments:
+        name: two-point preset.
+        seeds: seeds per grid point (all 25·seeds runs are one vmapped batch).
+        quick: small network (width ≤ 64, depth ≤ 4), same protocol.
+        out: directory for ``grid.json`` and ``grid.png``.
+        max_epochs: cap on epochs (PRESETS.md: 40,000).
+        rate_seeds: seeds of the two-point fit that provides η_h/η_y.
+
+    Returns:
+        dict with ``runs`` (dx2, dy2, seed, h0, y0, h_measured, h_theory, loss_final,
+        kept), ``stats`` (Pearson r, OLS slope and intercept over kept runs, n_kept),
+        ``rates`` (fitted η_h, η_y, ratio) and ``config``.
+    """
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    from rep_align import theory
+
+    base = get_preset(name)
+    if base.optimizer != "sgd":
+        raise ValueError(
+            f"the grid protocol is plain gradient descent; preset {name!r} uses {base.optimizer!r}"
+        )
+    # 1. the rate ratio, from the standard two-point task (trajectory protocol)
+    tp = base.trajectory_protocol()
+    tp = quick_preset(tp) if quick else tp
+    traj = train_batch(
+        tp, np.arange(100, 100 + rate_seeds), record_every=record_every_for(tp.epochs)
+    )
+    ts, z_obs = observed(traj, tp.layer)
+    fitted = fit_observed(ts, z_obs, dx2=tp.dx2, dy2=tp.dy2)
+    if fitted is None or not np.any(np.isfinite(fitted.eta_h)):
+        raise RuntimeError(f"could not fit effective rates for preset {name!r}")
+    ratio = float(np.nanmedian(fitted.eta_h / fitted.eta_y))
+    eta_y = float(np.nanmedian(fitted.eta_y))
+    # 2. the grid, one vmapped batch
+    preset = dataclasses.replace(quick_preset(base) if quick else base, lr=base.lr / 5)
+    dxg, dyg, sg = np.meshgrid(GRID_DX, GRID_DY, np.arange(seeds), indexing="ij")
+    dx2, dy2, sd = dxg.ravel() ** 2, dyg.ravel() ** 2, sg.ravel()
+    chunks = -(-max_epochs // CHUNK)
+    st = Status(chunks, "epoch chunks")
+
+    def status(epochs, loss):
+        st.step(
+            f"{epochs} epochs: {int(np.sum(loss < STOP_LOSS))}/{loss.size} runs below {STOP_LOSS:g}"
+        )
+
+    h0, y0, h_end, loss, epochs = _train_until_converged(
+        preset, sd, dx2, dy2, preset.lr, max_epochs=max_epochs, chunk=CHUNK, status=status
+    )
+    kept = np.isfinite(loss) & (loss <= DISCARD_LOSS) & (h0 > 0)
+    h_th = np.full(h0.shape, np.nan)
+    ok = h0 > 0
+    h_th[ok] = np.asarray(
+        theory.final_distance(
+            h0[ok].astype(float),
+            y0[ok].astype(float),
+            eta_h=ratio * eta_y,
+            eta_y=eta_y,
+            dx2=dx2[ok],
+            dy2=dy2[ok],
+        )
+    )
+    m, p = h_end[kept].astype(float), h_th[kept]
+    if kept.sum() >= 3:
+        r = float(np.corrcoef(m, p)[0, 1])
+        slope, intercept = (float(v) for v in np.polyfit(p, m, 1))
+    else:
+        r = slope = intercept = float("nan")
+    result = dict(
+        config=dict(
+            name=preset.name,
+            arch=preset.arch,
+            activation=preset.activation,
+            gain=preset.gain,
+            lr=preset.lr,
+            width=preset.width,
+            depth=preset.depth,
+            layer=preset.layer,
+            seeds=seeds,
+            max_epochs=max_epochs,
+            epochs_run=epochs,
+            stop_loss=STOP_LOSS,
+            discard_loss=DISCARD_LOSS,
+            quick=quick,
+        ),
+        rates=dict(
+            eta_h=ratio * eta_y,
+            eta_y=eta_y,
+            ratio=ratio,
+            source="median fit over seeds of the two-point task, trajectory protocol",
+        ),
+        stats=dict(
+            pearson_r=r,
+            slope=slope,
+            intercept=intercept,
+            n_kept=int(kept.sum()),
+            n_runs=int(kept.size),
+        ),
+        runs=[
+            dict(
+                dx2=float(a),
+                dy2=float(b),
+                seed=int(s),
+                h0=float(c),
+                y0=float(d),
+                h_measured=float(e),
+                h_theory=float(f),
+                loss_final=float(g),
+                kept=bool(k),
+            )
+            for a, b, s, c, d, e, f, g, k in zip(
+                dx2, dy2, sd, h0, y0, h_end, h_th, loss, kept, strict=True
+            )
+        ],
+    )
+    if out:
+        from rep_align.experiments import plots
+
+        write_json(os.path.join(out, "grid.json"), result)
+        plots.save(
+            plots.grid_scatter(
+                m,
+                p,
+                result["stats"],
+                f"final-distance grid: {name}" + (" (quick)" if quick else ""),
+            ),
+            os.path.join(out, "grid.png"),
+        )
+    return result
