@@ -1140,9 +1140,11 @@ class SweepResults:
             ``data_dx2``, ``data_dy2``, ``h0``, ``y0``, ``w0``, ``loss_final``, ``h_final``,
             ``y_final``, ``w_final`` (h at the read-out layer), ``converged`` (finite and
             final loss below the threshold given to ``load_results``) and, if the sweep
-            fitted rates, ``eta_h``, ``eta_y``, ``eta_m``, ``fit_loss``, ``r2_h``, ``r2_y``,
-            ``r2_w`` and the analytic ``h_inf_theory`` (THEORY.md section 3) from the fitted
-            rates.
+            fitted rates, ``eta_h``, ``eta_y``, ``eta_m`` (two-point task only),
+            ``fit_loss``, ``r2_h``, ``r2_y``, ``r2_w``, ``fit_ok`` (``rep_align.fit``'s
+            success flag; NaN rates and False for runs that could not be fitted, e.g.
+            diverged ones) and the analytic ``h_inf_theory`` (THEORY.md section 3) from
+            h0, y0 and the fitted rates.
         directory: where the store lives.
     """
 
