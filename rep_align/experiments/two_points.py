@@ -223,6 +223,12 @@ def run_two_points(
                 plots.two_point_trajectories(preset, arrays, res),
                 os.path.join(out, f"{preset.name}_trajectories.png"),
             )
+            # the records themselves, so that fits can be redone without retraining
+            np.savez_compressed(
+                os.path.join(out, f"{preset.name}_records.npz"),
+                seeds=np.arange(first_seed, first_seed + seeds),
+                **arrays,
+            )
             write_json(os.path.join(out, "summary.json"), summary)
         m = res["mean"]
         status.step(

@@ -1,0 +1,159 @@
+"""The reproduction experiments, end to end at tiny sizes (the full-size runs are in the
+closing notes and `rep-align two-points`; marked slow here)."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from rep_align import theory
+from rep_align.cli import main as cli_main
+from rep_align.experiments import _common
+from rep_align.experiments.two_points import SEED_KEYS, run_preset
+from rep_align.presets import get_preset
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Quick mode at a tiny size, so every experiment runs in seconds."""
+    monkeypatch.setattr(_common, "QUICK_WIDTH", 16)
+    monkeypatch.setattr(_common, "QUICK_DEPTH", 2)
+    monkeypatch.setattr(_common, "QUICK_CNN_DEPTH", 1)
+
+
+def _small_preset(**kw):
+    p = get_preset("default").trajectory_protocol()
+    return dataclasses.replace(p, width=16, depth=2, layer=1, epochs=1500, **kw)
+
+
+def test_run_preset_summary_is_consistent():
+    res = run_preset(_small_preset(), np.arange(3), record_every=10)
+    assert len(res["seeds"]) == 3
+    for row in res["seeds"]:
+        assert set(row) == set(SEED_KEYS)
+        assert row["converged"] == (row["loss_final"] < 1e-2)
+        # the analytic h_inf is section 3's formula at the fitted rates
+        want = theory.final_distance(
+            row["h0"], row["y0"], eta_h=row["eta_h"], eta_y=row["eta_y"], dx2=1.0, dy2=0.5
+        )
+        np.testing.assert_allclose(row["h_inf_theory"], want, rtol=1e-6)
+        assert 0 < row["eta_h"] and 0 < row["eta_y"] and row["r2_y"] <= 1
+    conv = [r for r in res["seeds"] if r["converged"]]
+    assert res["n_converged"] == len(conv)
+    if conv:
+        np.testing.assert_allclose(res["mean"]["r2_h"], np.mean([r["r2_h"] for r in conv]))
+        np.testing.assert_allclose(res["std"]["eta_y"], np.std([r["eta_y"] for r in conv]))
+    arrays = res["_arrays"]
+    assert arrays["z_obs"].shape == arrays["z_fit"].shape == (3, 151, 3)
+
+
+def test_run_preset_reports_diverged_runs():
+    # an absurd learning rate: runs diverge, are flagged and not fitted, nothing crashes
+    res = run_preset(_small_preset(lr=50.0), np.arange(2), record_every=10)
+    assert res["diverged"] == 2
+    assert res["n_converged"] == 0
+    assert res["fit_quality"] == "no converged seeds"
+    assert all(np.isnan(r["eta_h"]) for r in res["seeds"])
+
+
+def test_cli_two_points_writes_summary(tiny, tmp_path, capsys):
+    out = tmp_path / "tp"
+    assert (
+        cli_main(
+            [
+                "two-points",
+                "--preset",
+                "default",
+                "relu",
+                "--seeds",
+                "2",
+                "--quick",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["presets"]) == {"default", "relu"}
+    p = summary["presets"]["default"]
+    assert [r["seed"] for r in p["seeds"]] == [0, 1]
+    numeric = [k for k in SEED_KEYS if k not in ("seed", "converged")]
+    assert set(p["mean"]) == set(numeric) == set(p["std"])
+    assert p["fit_quality"] in ("good", "poor", "no converged seeds")
+    for name in (
+        "default_trajectories.png",
+        "relu_trajectories.png",
+        "r2_overview.png",
+        "default_records.npz",
+    ):
+        assert (out / name).stat().st_size > 0
+    assert "default" in capsys.readouterr().out
+
+
+def test_cli_rejects_unknown_preset(capsys):
+    assert cli_main(["two-points", "--preset", "nonesuch", "--quick"]) == 2
+    assert "nonesuch" in capsys.readouterr().err
+
+
+def test_depth_profile(tiny, tmp_path):
+    from rep_align.experiments.depth_ablations import run_depth
+
+    res = run_depth("default", quick=True, out=str(tmp_path))
+    assert [r["layer"] for r in res["layers"]] == [0, 1]
+    assert all(r["eta_h"] > 0 and r["eta_y"] > 0 for r in res["layers"])
+    assert (tmp_path / "depth.png").exists() and (tmp_path / "depth.json").exists()
+
+
+def test_ablations_table(tiny, tmp_path):
+    from rep_align.experiments.depth_ablations import run_ablations
+
+    res = run_ablations(
+        "default", seeds=2, quick=True, out=str(tmp_path), variants=["theory", "double_h"]
+    )
+    assert set(res["variants"]) == {"theory", "double_h"}
+    t = res["variants"]["theory"]
+    assert len(t["fit_loss"]) == 2 and t["failed"] == 0
+    best = res["variants"]["theory"]["mean_fit_loss"] < res["variants"]["double_h"]["mean_fit_loss"]
+    assert res["theory_best"] == best
+    assert (tmp_path / "ablations.png").exists()
+
+
+def test_grid(tiny, tmp_path, monkeypatch):
+    from rep_align.experiments import grid
+
+    monkeypatch.setattr(grid, "CHUNK", 1000)
+    res = grid.run_grid(
+        "default", seeds=1, quick=True, out=str(tmp_path), max_epochs=2000, rate_seeds=2
+    )
+    assert res["stats"]["n_runs"] == 25
+    assert len(res["runs"]) == 25
+    dx2 = sorted({r["dx2"] for r in res["runs"]})
+    np.testing.assert_allclose(dx2, np.linspace(0.5, 1.5, 5) ** 2)
+    for r in res["runs"]:
+        if r["h0"] > 0:
+            want = theory.final_distance(
+                r["h0"],
+                r["y0"],
+                eta_h=res["rates"]["eta_h"],
+                eta_y=res["rates"]["eta_y"],
+                dx2=r["dx2"],
+                dy2=r["dy2"],
+            )
+            np.testing.assert_allclose(r["h_theory"], want, rtol=1e-5)
+        assert r["kept"] == (r["loss_final"] <= 1e-3)
+    assert (tmp_path / "grid.png").exists()
+
+
+@pytest.mark.slow
+def test_quick_reproduction_all_presets(tmp_path):
+    """The README's main job: every preset at quick size."""
+    assert (
+        cli_main(
+            ["two-points", "--preset", "all", "--seeds", "3", "--quick", "--out", str(tmp_path)]
+        )
+        == 0
+    )
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["presets"]) == 19
