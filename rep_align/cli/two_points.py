@@ -14,7 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=["all"],
         help="preset name(s) of PRESETS.md's two-point table, or 'all' (default)",
     )
-    p.add_argument("--seeds", type=int, default=5, help="seeds per preset (default 5)")
+    p.add_argument(
+        "--seeds", type=int, default=None, help="seeds per preset (default 5; 3 with --quick)"
+    )
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--out", default="runs/two_points", help="output directory")
     p.add_argument(
