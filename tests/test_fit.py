@@ -186,14 +186,15 @@ def test_per_run_time_grids(x64):
 
 
 def test_batch_dims_broadcast(x64):
-    # (3, 2) runs, dy2 broadcast from (3, 1) and dx2 from (2,): the same flat batch of 6
+    # a (3, 2) grid of runs with dy2 given per row, (3, 1): the same as the flat batch of 6
     z = _records().reshape(3, 2, TS.size, 3)
     dx2 = _stack("dx2").reshape(3, 2)
-    dy2 = _stack("dy2").reshape(3, 2)
-    z, dy2[:, 1] = z.copy(), dy2[:, 0]
-    res = fit.fit_rates(TS, z, dx2=dx2, dy2=dy2[:, :1])
+    dy2_rows = _stack("dy2").reshape(3, 2)[:, :1]
+    res = fit.fit_rates(TS, z, dx2=dx2, dy2=dy2_rows)
     assert res.eta_h.shape == (3, 2) and res.r2.shape == (3, 2, 3)
-    flat = fit.fit_rates(TS, z.reshape(6, TS.size, 3), dx2=dx2.ravel(), dy2=dy2.ravel())
+    flat = fit.fit_rates(
+        TS, z.reshape(6, TS.size, 3), dx2=dx2.ravel(), dy2=np.repeat(dy2_rows.ravel(), 2)
+    )
     np.testing.assert_array_equal(res.eta_h.ravel(), flat.eta_h)
     np.testing.assert_array_equal(res.r2.reshape(6, 3), flat.r2)
 
