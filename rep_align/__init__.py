@@ -6,8 +6,14 @@ Representation Learning Dynamics" (ICML 2024, arXiv:2402.09142).
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rep_align import theory
+from rep_align import data, dynamics, fit, networks, observables, presets, sweep, theory, training
+from rep_align.data import two_points, xor
+from rep_align.fit import EtaMFit, RateFit, fit_eta_m, fit_rates, fit_run, r_squared
+from rep_align.networks import make_network
+from rep_align.presets import get_preset
+from rep_align.sweep import SweepSpec, load_results, load_spec, run_sweep
 from rep_align.theory import (
+    VARIANTS,
     conserved_quantity,
     final_distance,
     lazy_limit,
@@ -17,6 +23,7 @@ from rep_align.theory import (
     solve,
     structure_heuristic,
 )
+from rep_align.training import Trajectory, gradient_flow, train
 
 try:
     __version__ = version("rep_align")
@@ -24,7 +31,33 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "data",
+    "dynamics",
+    "fit",
+    "networks",
+    "observables",
+    "presets",
+    "sweep",
     "theory",
+    "training",
+    "VARIANTS",
+    "two_points",
+    "xor",
+    "make_network",
+    "get_preset",
+    "train",
+    "gradient_flow",
+    "Trajectory",
+    "fit_rates",
+    "fit_run",
+    "fit_eta_m",
+    "r_squared",
+    "RateFit",
+    "EtaMFit",
+    "SweepSpec",
+    "load_spec",
+    "run_sweep",
+    "load_results",
     "solve",
     "final_distance",
     "rich_limit",
