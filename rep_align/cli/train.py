@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if args.flow:
         if preset.optimizer != "sgd":
             print(f"note: --flow ignores optimizer {preset.optimizer!r}", file=sys.stderr)
+        if not _have_tqdm():
+            print("integrating (install tqdm for a progress meter)…", file=sys.stderr)
         traj = gradient_flow(
             network,
             x,
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             t_max=preset.epochs,
             save_every=args.record_every,
             rtol=args.rtol,
-            progress=True,
+            progress=_have_tqdm(),  # diffrax's meter needs tqdm
         )
     else:
         traj = _train_with_bar(train, network, x, y, key, preset, args.record_every)
@@ -137,12 +139,49 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary["solver_ok"] and not summary["diverged"] else 1
 
 
-def _train_with_bar(train, network, x, y, key, preset, record_every):
-    """Run ``train`` with a tqdm bar fed from inside the compiled loop."""
-    import jax
-    from tqdm import tqdm
+def _have_tqdm() -> bool:
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-    with tqdm(total=preset.epochs, unit="step", desc="training", file=sys.stderr) as bar:
+
+class _StatusLines:
+    """Fallback without tqdm: a status line about every 10 % of the run."""
+
+    def __init__(self, total: int):
+        self.total, self.n, self._next = total, 0, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set_postfix(self, loss: str, refresh: bool = False) -> None:
+        self._loss = loss
+
+    def update(self, k: int) -> None:
+        self.n += k
+        if self.n >= self._next:
+            print(
+                f"step {self.n}/{self.total}, loss {getattr(self, '_loss', '?')}", file=sys.stderr
+            )
+            self._next = self.n + max(1, self.total // 10)
+
+
+def _train_with_bar(train, network, x, y, key, preset, record_every):
+    """Run ``train`` with a progress bar (or status lines) fed from the compiled loop."""
+    import jax
+
+    if _have_tqdm():
+        from tqdm import tqdm
+
+        bar_cm = tqdm(total=preset.epochs, unit="step", desc="training", file=sys.stderr)
+    else:
+        bar_cm = _StatusLines(preset.epochs)
+    with bar_cm as bar:
 
         def progress(step, loss):
             step = int(step)
