@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from rep_align.experiments.two_points import run_two_points
 
     names = "all" if args.preset == ["all"] else args.preset
+    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 5)
     summary = run_two_points(
-        names, seeds=args.seeds, quick=args.quick, out=args.out, first_seed=args.first_seed
+        names, seeds=seeds, quick=args.quick, out=args.out, first_seed=args.first_seed
     )
     print(f"{'preset':<12} {'R2 h':>7} {'R2 y':>7} {'R2 w':>7} {'conv':>5}  fit")
     for name, res in summary["presets"].items():
