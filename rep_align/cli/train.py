@@ -15,9 +15,6 @@ import os
 import sys
 import time
 
-_QUICK_WIDTH = 32
-_QUICK_DEPTH = 4
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", required=True, help="two-point preset name (PRESETS.md)")
@@ -27,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help=f"small network (width {_QUICK_WIDTH}, depth ≤ {_QUICK_DEPTH}) for a fast demo",
+        help="small network (width <= 64, depth <= 4; as the experiments' --quick) for a fast demo",
     )
     p.add_argument("--record-every", type=int, default=1, help="steps between records (default 1)")
     p.add_argument(
@@ -35,40 +32,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _quick(preset):
-    """A small stand-in for ``preset`` with the read-out layer at the same relative depth."""
-    depth = min(preset.depth, _QUICK_DEPTH if preset.arch != "cnn" else 3)
-    width = _QUICK_WIDTH if preset.arch != "cnn" else 64
-    num_hidden = depth + 2 if preset.arch == "cnn" else depth
-    layer = min(num_hidden - 1, round(preset.layer * depth / preset.depth))
-    return dataclasses.replace(preset, width=width, depth=depth, layer=layer)
-
-
 def run(args: argparse.Namespace) -> int:
     import jax
 
     from rep_align.data import two_points
-    from rep_align.networks import make_network
+    from rep_align.experiments._common import network_for, quick_preset
     from rep_align.plots import plot_trajectory
     from rep_align.presets import get_preset
     from rep_align.training import gradient_flow, train
 
     preset = get_preset(args.preset).trajectory_protocol()
     if args.quick:
-        preset = _quick(preset)
+        preset = quick_preset(preset)
     if args.record_every < 1 or preset.epochs % args.record_every:
         raise ValueError(
             f"--record-every must be a positive divisor of {preset.epochs}, got {args.record_every}"
         )
-    network = make_network(
-        preset.arch,
-        in_dim=preset.in_dim,
-        out_dim=preset.out_dim,
-        width=preset.width,
-        depth=preset.depth,
-        activation=preset.activation,
-        gain=preset.gain,
-    )
+    network = network_for(preset)
     x, y = two_points(dx2=preset.dx2, dy2=preset.dy2, in_dim=preset.in_dim, out_dim=preset.out_dim)
     key = jax.random.key(args.seed)
     method = "gradient flow" if args.flow else preset.optimizer

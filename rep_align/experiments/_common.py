@@ -40,6 +40,11 @@ def quick_preset(preset: TwoPointPreset) -> TwoPointPreset:
     return dataclasses.replace(preset, width=width, depth=depth, layer=layer)
 
 
+def preset_config(preset: TwoPointPreset, **extra) -> dict:
+    """Every setting of ``preset`` as a plain dict (for JSON), plus ``extra`` entries."""
+    return dataclasses.asdict(preset) | extra
+
+
 def num_hidden(arch: str, depth: int) -> int:
     """Number of recorded hidden activations of ``make_network(arch, depth=depth)``."""
     return depth + 2 if arch == "cnn" else depth

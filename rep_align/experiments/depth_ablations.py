@@ -18,6 +18,7 @@ from rep_align.experiments._common import (
     nanstats,
     num_hidden,
     observed,
+    preset_config,
     record_every_for,
     train_batch,
     write_json,
@@ -25,21 +26,6 @@ from rep_align.experiments._common import (
 from rep_align.experiments.two_points import protocol_preset
 
 __all__ = ["run_depth", "run_ablations"]
-
-
-def _config(preset) -> dict:
-    return dict(
-        name=preset.name,
-        arch=preset.arch,
-        activation=preset.activation,
-        gain=preset.gain,
-        lr=preset.lr,
-        width=preset.width,
-        depth=preset.depth,
-        epochs=preset.epochs,
-        layer=preset.layer,
-        optimizer=preset.optimizer,
-    )
 
 
 def run_depth(
@@ -82,7 +68,7 @@ def run_depth(
     early_loss = float(np.nanmean(res.loss[:half]))
     late_loss = float(np.nanmean(res.loss[half:]))
     result = dict(
-        config=_config(preset),
+        config=preset_config(preset),
         seed=seed,
         final_loss=float(np.asarray(traj.loss)[0, -1]),
         layers=rows,
@@ -150,7 +136,7 @@ def run_ablations(
     base = table.get("theory", {}).get("mean_fit_loss", np.nan)
     others = [t["mean_fit_loss"] for k, t in table.items() if k != "theory"]
     result = dict(
-        config=_config(preset),
+        config=preset_config(preset),
         seeds=seeds,
         variants=table,
         theory_best=bool(np.isfinite(base) and all(not np.isfinite(o) or o > base for o in others)),

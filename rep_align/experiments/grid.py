@@ -25,6 +25,7 @@ from rep_align.experiments._common import (
     fit_observed,
     network_for,
     observed,
+    preset_config,
     quick_preset,
     record_every_for,
     train_batch,
@@ -179,15 +180,8 @@ def run_grid(
     else:
         r = slope = intercept = float("nan")
     result = dict(
-        config=dict(
-            name=preset.name,
-            arch=preset.arch,
-            activation=preset.activation,
-            gain=preset.gain,
-            lr=preset.lr,
-            width=preset.width,
-            depth=preset.depth,
-            layer=preset.layer,
+        config=preset_config(
+            preset,
             seeds=seeds,
             max_epochs=max_epochs,
             epochs_run=epochs,

@@ -22,6 +22,7 @@ from rep_align.experiments._common import (
     fit_observed,
     nanstats,
     observed,
+    preset_config,
     quick_preset,
     record_every_for,
     train_batch,
@@ -159,21 +160,7 @@ def run_preset(preset: TwoPointPreset, seeds, *, record_every: int | None = None
                 )
             )
     return dict(
-        config=dict(
-            name=preset.name,
-            arch=preset.arch,
-            activation=preset.activation,
-            gain=preset.gain,
-            lr=preset.lr,
-            width=preset.width,
-            depth=preset.depth,
-            epochs=preset.epochs,
-            layer=preset.layer,
-            optimizer=preset.optimizer,
-            dx2=preset.dx2,
-            dy2=preset.dy2,
-            record_every=record_every,
-        ),
+        config=preset_config(preset, record_every=record_every),
         seeds=rows,
         mean=mean,
         std=std,
