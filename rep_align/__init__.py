@@ -6,7 +6,18 @@ Representation Learning Dynamics" (ICML 2024, arXiv:2402.09142).
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rep_align import data, dynamics, fit, networks, observables, presets, sweep, theory, training
+from rep_align import (
+    data,
+    devices,
+    dynamics,
+    fit,
+    networks,
+    observables,
+    presets,
+    sweep,
+    theory,
+    training,
+)
 from rep_align.data import two_points, xor
 from rep_align.fit import EtaMFit, RateFit, fit_eta_m, fit_rates, fit_run, r_squared
 from rep_align.networks import make_network
@@ -23,7 +34,12 @@ from rep_align.theory import (
     solve,
     structure_heuristic,
 )
-from rep_align.training import Trajectory, gradient_flow, train
+from rep_align.training import Trajectory, gradient_flow, train, train_ensemble
+
+# One CPU device per core, unless JAX is already initialised or the user chose otherwise
+# (rep_align.devices; opt out with REP_ALIGN_HOST_DEVICES=0). Importing the modules above
+# creates no arrays, so JAX's backend is not initialised yet (tests/test_devices.py).
+devices.configure_host_devices()
 
 try:
     __version__ = version("rep_align")
@@ -40,12 +56,14 @@ __all__ = [
     "sweep",
     "theory",
     "training",
+    "devices",
     "VARIANTS",
     "two_points",
     "xor",
     "make_network",
     "get_preset",
     "train",
+    "train_ensemble",
     "gradient_flow",
     "Trajectory",
     "fit_rates",

@@ -1,8 +1,15 @@
 """Shared fixtures. Float64 is switched on per test (fixture ``x64``) where precision is the
 point; everything else runs in JAX's default float32."""
 
+import os
+
 import jax
 import pytest
+
+# rep_align gives JAX one CPU device per core by default (rep_align.devices). The suite is
+# written for JAX's single CPU device (e.g. chunk counts in test_sweep), so it keeps that
+# unless told otherwise; tests of several devices force them in subprocesses.
+os.environ.setdefault("REP_ALIGN_HOST_DEVICES", "0")
 
 
 @pytest.fixture

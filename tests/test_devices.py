@@ -1,0 +1,140 @@
+"""Host devices: the import-time default, its opt-outs, and work split over devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from rep_align import data, devices, networks, training
+
+_FORCE4 = "--xla_force_host_platform_device_count=4"
+_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    if sys.argv[1] == "init-first":
+        jax.numpy.zeros(1)  # initialises the backend: too late to change the device count
+    import rep_align  # sets the host device count, if it still can
+    print(json.dumps(len(jax.devices())))
+    """
+)
+
+
+def _devices_in_fresh_process(env: dict, mode: str = "plain") -> int:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", devices.ENV_VAR)
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode],
+        env={**base, "JAX_PLATFORMS": "cpu", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.split()[-1])
+
+
+@pytest.mark.parametrize(
+    ("env", "mode", "expected"),
+    [
+        ({devices.ENV_VAR: "3"}, "plain", 3),
+        ({devices.ENV_VAR: "0"}, "plain", 1),
+        ({devices.ENV_VAR: "off"}, "plain", 1),
+        # an explicit XLA setting wins over rep_align's
+        ({"XLA_FLAGS": _FORCE4, devices.ENV_VAR: "3"}, "plain", 4),
+        ({"JAX_NUM_CPU_DEVICES": "2", devices.ENV_VAR: "3"}, "plain", 2),
+        # too late: JAX's backend was initialised before rep_align was imported
+        ({devices.ENV_VAR: "3"}, "init-first", 1),
+    ],
+)
+def test_import_sets_host_devices_unless_told_otherwise(env, mode, expected):
+    assert _devices_in_fresh_process(env, mode) == expected
+
+
+def test_default_is_one_device_per_usable_core():
+    cores = devices.usable_cores()
+    assert _devices_in_fresh_process({}) == max(cores, 1)
+
+
+def test_bad_setting_is_named(monkeypatch):
+    monkeypatch.setenv(devices.ENV_VAR, "many")
+    with pytest.raises(ValueError, match=devices.ENV_VAR):
+        devices.configure_host_devices()
+
+
+def test_configure_after_initialisation_changes_nothing():
+    jax.devices()
+    assert devices.configure_host_devices(5) is None
+
+
+def test_vmap_over_devices_matches_vmap_on_forced_devices(tmp_path):
+    # Five members over three devices: padded to six, the padding dropped again.
+    script = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np
+        from rep_align.devices import vmap_over_devices
+        assert len(jax.local_devices()) == 3
+        def fn(key, scale, pair):
+            a, b = pair
+            return {"x": jax.random.normal(key, (4,)) * scale + a, "y": b * scale}
+        keys = jax.random.split(jax.random.key(0), 5)
+        args = (keys, jnp.arange(5.0), (jnp.ones(5), jnp.arange(5.0) ** 2))
+        want = jax.vmap(fn)(*args)
+        for batch_size in (None, 1, 2):
+            got = vmap_over_devices(fn, batch_size=batch_size)(*args)
+            for k in want:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+                assert got[k].shape == want[k].shape
+        print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env[devices.ENV_VAR] = "3"
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "ok"
+
+
+@pytest.mark.parametrize("vmap_size", ["auto", None, 1, 2])
+def test_train_ensemble_matches_a_loop_of_train(vmap_size):
+    net = networks.make_network("mlp", in_dim=1, out_dim=1, width=12, depth=3)
+    x, y = data.two_points()
+    keys = jax.random.split(jax.random.key(3), 3)
+    lrs = np.array([0.01, 0.02, 0.05])
+    ens = training.train_ensemble(
+        net, x, y, keys=keys, lr=lrs, steps=30, gain=1.2, vmap_size=vmap_size
+    )
+    assert ens.h.shape == (3, 31, 3)
+    for i in range(3):
+        one = training.train(net, x, y, key=keys[i], lr=lrs[i], steps=30, gain=1.2)
+        for field in ("loss", "h", "y", "w", "m"):
+            np.testing.assert_allclose(
+                getattr(ens, field)[i], getattr(one, field), rtol=2e-5, atol=1e-7
+            )
+    before = training._TRACE_COUNTS["train"]
+    training.train_ensemble(net, x, y, keys=keys, lr=0.03, steps=30, gain=1.1, vmap_size=vmap_size)
+    assert training._TRACE_COUNTS["train"] == before  # same shapes: nothing recompiled
+
+
+def test_train_ensemble_validates_before_tracing():
+    net = networks.make_network("mlp", in_dim=1, out_dim=1, width=4, depth=1)
+    x, y = data.two_points()
+    keys = jax.random.split(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match="lr"):
+        training.train_ensemble(net, x, y, keys=keys, lr=[0.1, -1.0], steps=2)
+    with pytest.raises(ValueError, match="gain"):
+        training.train_ensemble(net, x, y, keys=keys, lr=0.1, gain=[1.0, 1.0, 1.0], steps=2)
+    with pytest.raises(ValueError, match="keys"):
+        training.train_ensemble(net, x, y, keys=jax.random.key(0), lr=0.1, steps=2)
