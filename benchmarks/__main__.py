@@ -1,9 +1,11 @@
 """``python -m benchmarks [--quick] [--out DIR] [--only CASE ...]``, from the repository root.
 
 Runs every benchmark case side by side on this machine and writes ``DIR/results.json``
-(machine description, library versions, every figure with median and spread) plus one
-PNG per case. ``--quick`` shrinks every case so the whole run takes a few minutes; it is
-a smoke test, not a measurement.
+(machine description, library versions, every figure with median and spread, and for each
+case when it ran, the load average before and after, and the hardware limits it was
+compared with) plus one PNG per case. ``--quick`` shrinks every case so the whole run takes
+a few minutes; it is a smoke test, not a measurement. ``--only`` reruns some cases and keeps
+the other cases' figures already in ``DIR/results.json``. See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ import traceback
 # case name -> module under benchmarks/ with run(quick) -> dict and plot(result, path)
 CASES = {
     "theory": "theory_bench",
+    "fit": "fit_bench",
+    "train": "train_bench",
+    "flow": "flow_bench",
+    "scaling": "scaling_bench",
+    "cores": "cores_bench",
 }
 
 
@@ -33,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import machine_info, matmul_peak, memory_bandwidth
 
     results: dict = {"quick": args.quick, "machine": machine_info()}
+    path = os.path.join(args.out, "results.json")
+    if args.only and os.path.exists(path):
+        # Rerunning some cases: keep the others' figures (each case records its own
+        # time, load and limits).
+        with open(path) as f:
+            previous = json.load(f)
+        if previous.get("quick") == args.quick:
+            results = {**previous, **results}
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores", flush=True)
     results["limits"] = {
         "memory_bandwidth": memory_bandwidth(64 * 2**20 if args.quick else 512 * 2**20),
@@ -48,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"benchmarks.{CASES[name]}")
         print(f"[{name}]", flush=True)
         t0 = time.perf_counter()
+        context = dict(
+            started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            load_before=os.getloadavg(),
+            limits=results["limits"],
+        )
         try:
             res = module.run(quick=args.quick, **_extra(module, results))
         except Exception:  # one broken case must not lose the others' figures
@@ -56,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {"error": traceback.format_exc(limit=3)}
             continue
         res["wall_seconds"] = time.perf_counter() - t0
+        res["context"] = dict(context, load_after=os.getloadavg())
         results[name] = res
         module.plot(res, os.path.join(args.out, f"{name}.png"))
         _write(results, args.out)
     _write(results, args.out)
-    print(f"wrote {os.path.join(args.out, 'results.json')}")
+    print(f"wrote {path}")
     return 1 if failed else 0
 
 

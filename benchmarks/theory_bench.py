@@ -104,9 +104,15 @@ def wrong(z, ref) -> bool:
     return not np.all(np.isfinite(z)) or bool(np.any(np.abs(z - ref) / scale > FAIL_TOL))
 
 
+SIZES = {
+    "full": dict(ns=(1, 100, 10_000, 100_000), sample=300),
+    "quick": dict(ns=(1, 100, 1000), sample=40),
+}
+
+
 def run(quick: bool = False) -> dict:
-    ns = [1, 100, 1000] if quick else [1, 100, 10_000, 100_000]
-    sample = 40 if quick else 300
+    size = SIZES["quick" if quick else "full"]
+    ns, sample = list(size["ns"]), size["sample"]
     ts = np.linspace(0.0, T_MAX, N_SAVE)
     out: dict = {
         "settings": dict(

@@ -1,0 +1,481 @@
+"""Case 3: network training, rep_align ``train`` against a plain PyTorch eager loop.
+
+Both sides run the paper's ``default`` two-point network (leaky-ReLU MLP, 20 hidden layers
+of width 500, Xavier-normal gain 1, zero biases), float32, full-batch plain gradient
+descent on 0.5·mse at lr 0.005 (the trajectory protocol: the preset's lr/2 for 2 × 3,000
+steps), recording the loss and the pair observables h (every hidden layer), y, w, m at
+every step from the training forward pass.
+
+- rep_align: ``train`` (one run) and ``train_ensemble`` (seeds vmapped, split over the host
+  devices; rep_align's default is one per core). Compile time is the first call minus the
+  median of the timed calls, reported separately. Every call ends in
+  ``block_until_ready``.
+- PyTorch (CPU, its default threads; optional: skipped with a note if it is not
+  importable): the loop a researcher would write, ``torch.nn.functional.linear`` layers,
+  ``torch.optim.SGD``, the records stacked as tensors each step. Its parameters are copied
+  from rep_align's initialisation of the same seed, so both sides compute the same
+  trajectory: the records must agree (max deviation below ``AGREE`` of each series' scale)
+  before a timing counts. Ensembles: a Python loop over seeds and ``torch.func.vmap`` of the
+  gradient over stacked parameters; the faster counts. PyTorch has no compilation, so its
+  speed per step does not depend on the number of steps; long runs are timed on a prefix
+  (``torch_steps``), stated in the results.
+
+Hardware limits (see ``step_model``): each step of an SGD run on two points streams every
+weight several times and does little arithmetic per byte, and vmapping seeds does not raise
+that ratio, so the runs are memory-bound. The achieved bytes/s is compared with the
+machine's STREAM-style copy bandwidth and the achieved FLOP/s with its float32 matmul peak.
+
+Standalone: ``python -m benchmarks.train_bench [--quick]`` prints the result as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from benchmarks.common import block
+from rep_align.data import two_points
+from rep_align.networks import make_network
+from rep_align.training import train, train_ensemble
+
+SIZES = {
+    "full": dict(
+        width=500,
+        depth=20,
+        lr=0.005,
+        steps=6000,
+        repeats=3,
+        torch_steps=6000,
+        torch_repeats=2,
+        seeds=(8, 32),
+        ensemble_steps=1000,
+        ensemble_repeats=2,
+        torch_ensemble_steps=100,
+    ),
+    "quick": dict(
+        width=128,
+        depth=6,
+        lr=0.005,
+        steps=300,
+        repeats=2,
+        torch_steps=100,
+        torch_repeats=1,
+        seeds=(4,),
+        ensemble_steps=100,
+        ensemble_repeats=1,
+        torch_ensemble_steps=20,
+    ),
+}
+
+#: Largest deviation between the two sides' records, relative to each series' largest
+#: absolute value, for their timings to count (float32, different summation orders).
+AGREE = 1e-3
+
+_OBS = ("loss", "h", "y", "w", "m")
+
+
+def step_model(width: int, depth: int, n_points: int = 2, itemsize: int = 4) -> dict:
+    """Bytes and FLOPs of one SGD step of one network (in_dim = out_dim = 1).
+
+    Bytes that must move: every weight is read by the forward pass and again by the
+    backward pass (to propagate the error to the layer below), and every updated weight is
+    written once: 3 × the parameter bytes. The gradient of a weight is an outer product of
+    two short vectors and need never reach memory if the update is fused into the backward
+    pass; the activations (n_points × width per layer, written forward and read backward)
+    are counted but are < 1 % here. ``as_executed``: what an implementation that
+    materialises the gradient moves, 6 × the parameter bytes (forward read, backward read,
+    gradient write, then the update reads weight and gradient and writes the weight).
+
+    FLOPs: 2 per multiply-add; forward 2·n·W, backward 4·n·W (input and weight gradients),
+    with W the number of weights and n the number of points.
+    """
+    dims = [1] + [width] * depth + [1]
+    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    params = weights + sum(dims[1:])
+    acts = 2 * n_points * width * depth
+    return dict(
+        params=params,
+        param_bytes=itemsize * params,
+        must_move_bytes=itemsize * (3 * params + acts),
+        as_executed_bytes=itemsize * (6 * params + acts),
+        flops=6 * n_points * weights,
+    )
+
+
+def _against_limits(steps_per_s: float, model: dict, limits: dict | None) -> dict:
+    out = dict(
+        bytes_per_s=steps_per_s * model["must_move_bytes"],
+        flops_per_s=steps_per_s * model["flops"],
+    )
+    if limits:
+        bw = limits["memory_bandwidth"]["best_gbs"] * 1e9
+        peak = limits["matmul_f32"]["best_gflops"] * 1e9
+        out.update(
+            fraction_of_bandwidth_bound=out["bytes_per_s"] / bw,
+            fraction_of_bandwidth_bound_as_executed=steps_per_s * model["as_executed_bytes"] / bw,
+            fraction_of_matmul_peak=out["flops_per_s"] / peak,
+        )
+    return out
+
+
+def _records(traj) -> dict:
+    return {k: np.asarray(getattr(traj, k)) for k in _OBS}
+
+
+def _deviation(a: dict, b: dict, n: int) -> float:
+    """Largest |a − b| over the first n records, relative to each series' scale."""
+    worst = 0.0
+    for k in _OBS:
+        x, y = (v if k == "h" else v[..., None] for v in (a[k], b[k]))  # (..., T, series)
+        x, y = x[..., :n, :], y[..., :n, :]
+        scale = np.max(np.abs(x), axis=-2, keepdims=True) + 1e-30
+        worst = max(worst, float(np.max(np.abs(x - y) / scale)))
+    return worst
+
+
+# ----------------------------------------------------------------------------------------
+# PyTorch
+# ----------------------------------------------------------------------------------------
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _to_torch(torch, params, depth: int, batched: bool):
+    """rep_align's parameter pytree as PyTorch (weight (out, in), bias) tensors."""
+    ws, bs = [], []
+    for i in range(depth + 1):
+        k = np.asarray(params[f"dense_{i}"]["kernel"])
+        b = np.asarray(params[f"dense_{i}"]["bias"])
+        k = np.swapaxes(k, -1, -2)
+        ws.append(torch.tensor(np.ascontiguousarray(k), requires_grad=not batched))
+        bs.append(torch.tensor(b, requires_grad=not batched))
+    return ws, bs
+
+
+def _torch_forward(torch, ws, bs, x):
+    hiddens = []
+    a = x
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        a = torch.nn.functional.linear(a, w, b)
+        if i < len(ws) - 1:
+            a = torch.nn.functional.leaky_relu(a, 0.01)
+            hiddens.append(a)
+    return a, hiddens
+
+
+def _torch_observe(torch, loss, out, hiddens, y):
+    """The records of one step, from the training forward pass (THEORY.md section 1)."""
+    dy = y[1] - y[0]
+    d_out = out[1] - out[0]
+    y_obs = torch.sum(d_out**2)
+    return torch.cat(
+        [
+            loss.reshape(1),
+            torch.stack([torch.sum((h[1] - h[0]) ** 2) for h in hiddens]),
+            torch.stack([y_obs, y_obs - torch.sum(dy * d_out)]),
+            (torch.sum(((out[0] + out[1]) - (y[0] + y[1])) ** 2) / 4).reshape(1),
+        ]
+    )
+
+
+def _unpack(rec: np.ndarray, depth: int) -> dict:
+    return dict(
+        loss=rec[..., 0],
+        h=rec[..., 1 : 1 + depth],
+        y=rec[..., 1 + depth],
+        w=rec[..., 2 + depth],
+        m=rec[..., 3 + depth],
+    )
+
+
+def torch_train(torch, params, x, y, lr: float, steps: int, depth: int) -> dict:
+    """The plain eager loop: records at steps 0 … steps−1, taken before each update."""
+    ws, bs = _to_torch(torch, params, depth, batched=False)
+    opt = torch.optim.SGD(ws + bs, lr=lr)
+    recs = []
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        out, hiddens = _torch_forward(torch, ws, bs, x)
+        loss = 0.5 * torch.mean((out - y) ** 2)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            recs.append(_torch_observe(torch, loss.detach(), out.detach(), hiddens, y))
+    return _unpack(torch.stack(recs).numpy(), depth)
+
+
+def torch_train_vmap(torch, params, x, y, lr: float, steps: int, depth: int) -> dict:
+    """Seeds batched with ``torch.func.vmap`` over stacked parameters (leading seed axis)."""
+    from torch.func import grad_and_value, vmap
+
+    ws, bs = _to_torch(torch, params, depth, batched=True)
+
+    def loss_fn(ws, bs):
+        out, hiddens = _torch_forward(torch, ws, bs, x)
+        loss = 0.5 * torch.mean((out - y) ** 2)
+        return loss, _torch_observe(torch, loss, out, hiddens, y)
+
+    step = vmap(grad_and_value(loss_fn, argnums=(0, 1), has_aux=True))
+    flat = ws + bs
+    recs = []
+    for _ in range(steps):
+        (gw, gb), (_, rec) = step(ws, bs)
+        torch._foreach_add_(flat, list(gw) + list(gb), alpha=-lr)
+        recs.append(rec)
+    return _unpack(torch.stack(recs, dim=1).numpy(), depth)
+
+
+def _pick_threads(torch, fn) -> int:
+    """Set PyTorch's intra-op threads to the faster of 1 and its default for ``fn``.
+
+    With matrices this small, PyTorch's parallel kernels can cost more in thread
+    synchronisation than they gain, especially on a busy machine.
+    """
+    default = torch.get_num_threads()
+    best, best_t = default, float("inf")
+    for threads in sorted({1, default}):
+        torch.set_num_threads(threads)
+        fn()  # warm-up: allocator, kernels
+        t0 = time.perf_counter()
+        fn()
+        t = time.perf_counter() - t0
+        if t < best_t:
+            best, best_t = threads, t
+    torch.set_num_threads(best)
+    return best
+
+
+def _time_torch(repeats: int, fn, *args) -> tuple[dict, dict]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        times.append(time.perf_counter() - t0)
+    return dict(median=statistics.median(times), min=min(times), max=max(times)), out
+
+
+# ----------------------------------------------------------------------------------------
+# The case
+# ----------------------------------------------------------------------------------------
+
+
+def _timed_jax(fn, repeats: int, warmup: bool = True) -> tuple[dict, object]:
+    """Median, min, max of ``repeats`` calls; with ``warmup``, compile = first − median."""
+    first = None
+    if warmup:
+        t0 = time.perf_counter()
+        out = block(fn())
+        first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = block(fn())
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    compile_s = None if first is None else max(first - med, 0.0)
+    return dict(median=med, min=min(times), max=max(times), compile=compile_s), out
+
+
+def run(quick: bool = False, limits: dict | None = None) -> dict:
+    size = SIZES["quick" if quick else "full"]
+    width, depth, lr = size["width"], size["depth"], size["lr"]
+    model = step_model(width, depth)
+    x, y = two_points()
+    net = make_network("mlp", in_dim=1, out_dim=1, width=width, depth=depth)
+    torch = _torch()
+    out: dict = {"settings": dict(size, agree=AGREE), "model": model, "rows": []}
+    if torch is None:
+        out["torch"] = "not installed: PyTorch columns skipped (pip install -e '.[bench]')"
+    else:
+        out["torch"] = dict(version=torch.__version__, default_threads=torch.get_num_threads())
+        xt, yt = (torch.tensor(np.asarray(a)) for a in (x, y))
+
+    def initial(keys):
+        return jax.vmap(lambda k: train(net, x, y, key=k, lr=lr, steps=0, return_params=True)[1])(
+            keys
+        )
+
+    # --- single run ----------------------------------------------------------------------
+    steps = size["steps"]
+    key = jax.random.key(0)
+    # ``train`` is itself one jitted call; compiling it ahead of time (the same program)
+    # times the compilation alone and spares a full untimed run.
+    t0 = time.perf_counter()
+    compiled = jax.jit(lambda k: train(net, x, y, key=k, lr=lr, steps=steps)).lower(key).compile()
+    compile_s = time.perf_counter() - t0
+    t, traj = _timed_jax(lambda: compiled(key), size["repeats"], warmup=False)
+    t["compile"] = compile_s
+    rate = steps / t["median"]
+    row: dict = dict(
+        case="single run",
+        runs=1,
+        steps=steps,
+        rep_align=dict(
+            seconds=t["median"],
+            min=t["min"],
+            max=t["max"],
+            compile_seconds=t["compile"],
+            network_steps_per_s=rate,
+            **_against_limits(rate, model, limits),
+        ),
+    )
+    if torch is not None:
+        params = jax.tree_util.tree_map(lambda a: a[0], initial(key[None]))
+        n = min(size["torch_steps"], steps)
+        threads = _pick_threads(torch, lambda: torch_train(torch, params, xt, yt, lr, 30, depth))
+        out["torch"]["threads"] = threads
+        tt, rec = _time_torch(
+            size["torch_repeats"], torch_train, torch, params, xt, yt, lr, n, depth
+        )
+        trate = n / tt["median"]
+        row["torch"] = dict(
+            steps_timed=n,
+            seconds=tt["median"],
+            min=tt["min"],
+            max=tt["max"],
+            network_steps_per_s=trate,
+            max_deviation=_deviation(_records(traj), rec, n),
+            **_against_limits(trate, model, limits),
+        )
+        row["torch"]["agrees"] = row["torch"]["max_deviation"] < AGREE
+        row["ratio"] = rate / trate
+    out["rows"].append(row)
+    _print(row)
+
+    # --- ensembles -----------------------------------------------------------------------
+    steps = size["ensemble_steps"]
+    for seeds in size["seeds"]:
+        keys = jax.random.split(jax.random.key(1), seeds)
+        t, traj = _timed_jax(
+            lambda keys=keys: train_ensemble(net, x, y, keys=keys, lr=lr, steps=steps),
+            size["ensemble_repeats"],
+        )
+        rate = seeds * steps / t["median"]
+        row = dict(
+            case=f"ensemble of {seeds}",
+            runs=seeds,
+            steps=steps,
+            rep_align=dict(
+                seconds=t["median"],
+                min=t["min"],
+                max=t["max"],
+                compile_seconds=t["compile"],
+                devices=jax.local_device_count(),
+                network_steps_per_s=rate,
+                **_against_limits(rate, model, limits),
+            ),
+        )
+        if torch is not None:
+            params = initial(keys)
+            n = min(size["torch_ensemble_steps"], steps)
+            ours = _records(traj)
+            variants = {}
+            # Loop: the runs one after another.
+            per_seed = [jax.tree_util.tree_map(lambda a, i=i: a[i], params) for i in range(seeds)]
+            tt, recs = _time_torch(
+                1,
+                lambda ps, n: [torch_train(torch, p, xt, yt, lr, n, depth) for p in ps],
+                per_seed,
+                n,
+            )
+            stacked = {k: np.stack([r[k] for r in recs]) for k in _OBS}
+            variants["loop"] = (tt, stacked)
+            vmap_threads = _pick_threads(
+                torch, lambda p=params: torch_train_vmap(torch, p, xt, yt, lr, 3, depth)
+            )
+            variants["torch.func.vmap"] = _time_torch(
+                1, torch_train_vmap, torch, params, xt, yt, lr, n, depth
+            )
+            torch.set_num_threads(out["torch"]["threads"])
+            row["torch"] = {}
+            for name, (tt, rec) in variants.items():
+                trate = seeds * n / tt["median"]
+                dev = _deviation(ours, rec, n)
+                row["torch"][name] = dict(
+                    steps_timed=n,
+                    seconds=tt["median"],
+                    network_steps_per_s=trate,
+                    max_deviation=dev,
+                    agrees=dev < AGREE,
+                    threads=vmap_threads if name == "torch.func.vmap" else out["torch"]["threads"],
+                    **_against_limits(trate, model, limits),
+                )
+            best = max(row["torch"], key=lambda k: row["torch"][k]["network_steps_per_s"])
+            row["torch_best"] = best
+            row["ratio"] = rate / row["torch"][best]["network_steps_per_s"]
+        out["rows"].append(row)
+        _print(row)
+    return out
+
+
+def _print(row: dict) -> None:
+    ra = row["rep_align"]
+    msg = (
+        f"  train {row['case']}: rep_align {ra['network_steps_per_s']:.4g} network-steps/s "
+        f"(compile {ra['compile_seconds']:.1f} s"
+    )
+    if "fraction_of_bandwidth_bound" in ra:
+        msg += f", {100 * ra['fraction_of_bandwidth_bound']:.0f} % of the bandwidth bound"
+    msg += ")"
+    if "ratio" in row:
+        t = row["torch"] if "torch_best" not in row else row["torch"][row["torch_best"]]
+        msg += (
+            f"; PyTorch {t['network_steps_per_s']:.4g} ({row.get('torch_best', 'loop')}, "
+            f"max deviation {t['max_deviation']:.1e}); ratio x{row['ratio']:.2f}"
+        )
+    print(msg, flush=True)
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    labels = [r["case"] for r in rows]
+    xs = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    ax.bar(xs - 0.2, [r["rep_align"]["network_steps_per_s"] for r in rows], 0.4, label="rep_align")
+    if all("ratio" in r for r in rows):
+        best = [
+            r["torch"]["network_steps_per_s"]
+            if "torch_best" not in r
+            else r["torch"][r["torch_best"]]["network_steps_per_s"]
+            for r in rows
+        ]
+        ax.bar(xs + 0.2, best, 0.4, label="PyTorch eager (best variant)")
+    if "fraction_of_bandwidth_bound" in rows[0]["rep_align"]:
+        m = rows[0]["rep_align"]
+        bound = m["network_steps_per_s"] / m["fraction_of_bandwidth_bound"]
+        ax.axhline(bound, ls=":", color="k", label="memory-bandwidth bound")
+    ax.set_xticks(xs, labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("network-steps / s")
+    s = result["settings"]
+    ax.set_title(f"training, MLP {s['depth']}×{s['width']}, observables every step")
+    ax.legend(frameon=False, fontsize="small")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from benchmarks.common import matmul_peak, memory_bandwidth
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    lim = dict(memory_bandwidth=memory_bandwidth(), matmul_f32=matmul_peak())
+    print(json.dumps(run(args.quick, lim), indent=1, default=float))
