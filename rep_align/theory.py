@@ -20,6 +20,7 @@ invalid values there give ``nan`` rather than an error (for example ``h0 <= 0`` 
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
 from dataclasses import dataclass
@@ -374,13 +375,33 @@ def _solve_grouped(z0f, ts, pf, n_groups, **kw):
     size = -(-n // n_groups)
     # equal group sizes (one compilation): pad the last group by repeating its last member
     padded = np.concatenate([order, np.full(size * n_groups - n, order[-1])])
-    devices = jax.local_devices()
-    parts = []
-    for g in range(n_groups):
-        idx = padded[g * size : (g + 1) * size]
-        dev = devices[g % len(devices)]
-        args = jax.device_put((z0n[idx], np.asarray(ts), pn[:, idx]), dev)
-        parts.append(_solve_flat(*args, **kw))  # dispatched asynchronously
+    devices = jax.local_devices()[:n_groups]
+    n_dev = len(devices)
+    # Groups go to devices in snake order (0, 1, …, n−1, n−1, …, 0, …): they are sorted by
+    # stiffness, so this evens out the devices' work.
+    owner = [min(g % (2 * n_dev), 2 * n_dev - 1 - g % (2 * n_dev)) for g in range(n_groups)]
+    x64 = jax.config.jax_enable_x64
+
+    def run_device(d: int) -> list:
+        # diffrax's argument checks (equinox error_if) compile host callbacks into the
+        # solve, and JAX dispatches such programs synchronously: a plain loop would run
+        # the devices one after the other. One thread per device runs them side by side
+        # (measured on 2 cores, 10^4 pairs in 4 groups: 48 ms in a loop, 25 ms threaded).
+        # JAX's x64 setting is per thread: carry the caller's over.
+        with jax.enable_x64(x64):
+            out = []
+            for g in (g for g in range(n_groups) if owner[g] == d):
+                idx = padded[g * size : (g + 1) * size]
+                args = jax.device_put((z0n[idx], np.asarray(ts), pn[:, idx]), devices[d])
+                out.append((g, _solve_flat(*args, **kw)))
+            return out
+
+    if n_dev == 1:
+        done = run_device(0)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=n_dev) as pool:
+            done = [item for part in pool.map(run_device, range(n_dev)) for item in part]
+    parts = [p for _, p in sorted(done, key=lambda item: item[0])]
     home = devices[0]
     z, ok, nsteps = (
         jnp.concatenate([jax.device_put(p[k], home) for p in parts])[:n] for k in range(3)

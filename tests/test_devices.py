@@ -138,3 +138,38 @@ def test_train_ensemble_validates_before_tracing():
         training.train_ensemble(net, x, y, keys=keys, lr=0.1, gain=[1.0, 1.0, 1.0], steps=2)
     with pytest.raises(ValueError, match="keys"):
         training.train_ensemble(net, x, y, keys=jax.random.key(0), lr=0.1, steps=2)
+
+
+def test_theory_groups_on_two_devices_match_independent_solves():
+    # theory.solve spreads stiffness-sorted groups over the devices from one thread per
+    # device; the x64 setting of the caller must reach those threads.
+    script = textwrap.dedent(
+        """
+        import jax, numpy as np
+        from rep_align import theory
+        assert len(jax.local_devices()) == 2
+        rng = np.random.default_rng(0)
+        n = 3000
+        h0 = 10 ** rng.uniform(-3, 0, n)
+        y0 = h0 * 10 ** rng.uniform(-2, 1, n)
+        kw = dict(eta_h=10 ** rng.uniform(-4, -3, n), eta_y=10 ** rng.uniform(-3, -2, n),
+                  dx2=rng.uniform(0.5, 1.5, n), dy2=rng.uniform(0.2, 1.0, n))
+        z0 = np.stack([h0, y0, y0 * rng.uniform(-1, 1, n)], -1)
+        ts = np.linspace(0.0, 2000.0, 6)
+        with jax.enable_x64(True):
+            assert theory._n_groups(n) == 2
+            grouped, info = theory.solve(z0, ts, full_output=True, **kw)
+            single = theory.solve(z0, ts, batch="vmap", **kw)
+        assert grouped.dtype == np.float64 and bool(np.all(info.success))
+        scale = np.max(np.abs(single), axis=1, keepdims=True)
+        assert np.max(np.abs(np.asarray(grouped) - single) / scale) < 1e-6
+        print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env[devices.ENV_VAR] = "2"
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "ok"
