@@ -235,15 +235,15 @@ def torch_train_vmap(torch, params, x, y, lr: float, steps: int, depth: int) -> 
     return _unpack(torch.stack(recs, dim=1).numpy(), depth)
 
 
-def _pick_threads(torch, fn) -> int:
-    """Set PyTorch's intra-op threads to the faster of 1 and its default for ``fn``.
+def _pick_threads(torch, fn, candidates) -> int:
+    """Set PyTorch's intra-op threads to whichever of ``candidates`` runs ``fn`` fastest
+    (after a warm-up call each).
 
     With matrices this small, PyTorch's parallel kernels can cost more in thread
     synchronisation than they gain, especially on a busy machine.
     """
-    default = torch.get_num_threads()
-    best, best_t = default, float("inf")
-    for threads in sorted({1, default}):
+    best, best_t = candidates[0], float("inf")
+    for threads in candidates:
         torch.set_num_threads(threads)
         fn()  # warm-up: allocator, kernels
         t0 = time.perf_counter()
@@ -286,8 +286,11 @@ def _timed_jax(fn, repeats: int, warmup: bool = True) -> tuple[dict, object]:
     return dict(median=med, min=min(times), max=max(times), compile=compile_s), out
 
 
-def run(quick: bool = False, limits: dict | None = None) -> dict:
-    size = SIZES["quick" if quick else "full"]
+def run(quick: bool = False, limits: dict | None = None, size: dict | None = None) -> dict:
+    """The case at the sizes of ``SIZES`` (or ``size``: the same keys, plus optionally
+    ``torch_threads`` to fix PyTorch's threads instead of picking the faster of 1 and its
+    default)."""
+    size = SIZES["quick" if quick else "full"] if size is None else size
     width, depth, lr = size["width"], size["depth"], size["lr"]
     model = step_model(width, depth)
     x, y = two_points()
@@ -297,7 +300,10 @@ def run(quick: bool = False, limits: dict | None = None) -> dict:
     if torch is None:
         out["torch"] = "not installed: PyTorch columns skipped (pip install -e '.[bench]')"
     else:
-        out["torch"] = dict(version=torch.__version__, default_threads=torch.get_num_threads())
+        default = torch.get_num_threads()
+        out["torch"] = dict(version=torch.__version__, default_threads=default)
+        fixed = size.get("torch_threads")
+        candidates = [fixed] if fixed else sorted({1, default})
         xt, yt = (torch.tensor(np.asarray(a)) for a in (x, y))
 
     def initial(keys):
@@ -332,7 +338,11 @@ def run(quick: bool = False, limits: dict | None = None) -> dict:
     if torch is not None:
         params = jax.tree_util.tree_map(lambda a: a[0], initial(key[None]))
         n = min(size["torch_steps"], steps)
-        threads = _pick_threads(torch, lambda: torch_train(torch, params, xt, yt, lr, 30, depth))
+        threads = _pick_threads(
+            torch,
+            lambda: torch_train(torch, params, xt, yt, lr, 30, depth),
+            candidates,
+        )
         out["torch"]["threads"] = threads
         tt, rec = _time_torch(
             size["torch_repeats"], torch_train, torch, params, xt, yt, lr, n, depth
@@ -391,7 +401,9 @@ def run(quick: bool = False, limits: dict | None = None) -> dict:
             stacked = {k: np.stack([r[k] for r in recs]) for k in _OBS}
             variants["loop"] = (tt, stacked)
             vmap_threads = _pick_threads(
-                torch, lambda p=params: torch_train_vmap(torch, p, xt, yt, lr, 3, depth)
+                torch,
+                lambda p=params: torch_train_vmap(torch, p, xt, yt, lr, 3, depth),
+                candidates,
             )
             variants["torch.func.vmap"] = _time_torch(
                 1, torch_train_vmap, torch, params, xt, yt, lr, n, depth

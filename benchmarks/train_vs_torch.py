@@ -1,107 +1,29 @@
-"""rep_align's compiled ``train`` against a plain PyTorch eager loop, same work, same machine.
+"""rep_align's compiled ``train`` against a plain PyTorch eager loop: one run, from the shell.
 
-Both sides: the paper's ``default`` two-point network (leaky-ReLU MLP, 20 hidden layers of
-width 500, Xavier-normal gain 1, zero biases), float32, full-batch plain gradient descent
-on 0.5·mse at lr 0.005 for 6,000 steps, recording the loss and the pair observables h (all
-20 layers), y, w, m at every step from the training forward pass. Protocol (STYLE.md): the
-JAX side is compiled ahead of time (``lower().compile()``, timed and reported separately)
-and run once untimed, PyTorch warms up for 50 steps; every timed run ends with
-``block_until_ready`` (JAX) or on a host copy (PyTorch, CPU); several repeats, median and
-ratio reported. On a shared machine, run it when idle: PyTorch's intra-op threads degrade
-badly when the cores are oversubscribed (``--torch-threads 1`` is steadier).
+A command-line front end to the single-run part of ``benchmarks/train_bench.py`` (case
+"train" of ``python -m benchmarks``), whose docstring states the protocol: the paper's
+``default`` two-point network, float32, plain gradient descent at lr 0.005, observables at
+every step; rep_align compiled ahead of time (compile reported separately), PyTorch
+initialised from the same parameters so that both sides' records must agree before the
+timings count; median over repeats. On a shared machine, run it when idle: PyTorch's
+intra-op threads degrade badly when the cores are oversubscribed (``--torch-threads 1`` is
+steadier; by default the faster of 1 thread and PyTorch's default is used).
 
-Run: ``python benchmarks/train_vs_torch.py [--steps 6000] [--repeats 3]``. Needs the
-``bench`` extra (``torch==2.13.0``).
+Run: ``python benchmarks/train_vs_torch.py [--steps 6000] [--repeats 3] [--torch-threads N]``
+from the repository root. Needs the ``bench`` extra (``torch==2.13.0``).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
-import jax
-import numpy as np
-
-from rep_align.data import two_points
-from rep_align.networks import make_network
-from rep_align.training import train
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def time_jax(args: argparse.Namespace) -> tuple[float, list[float], float]:
-    x, y = two_points()
-    net = make_network("mlp", in_dim=1, out_dim=1, width=args.width, depth=args.depth)
-    run = jax.jit(lambda key: train(net, x, y, key=key, lr=args.lr, steps=args.steps))
-
-    t0 = time.perf_counter()
-    compiled = run.lower(jax.random.key(0)).compile()  # ahead of time: compile alone
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(jax.random.key(0)))  # first execution, untimed
-    times = []
-    for seed in range(1, args.repeats + 1):
-        t0 = time.perf_counter()
-        traj = jax.block_until_ready(compiled(jax.random.key(seed)))
-        times.append(time.perf_counter() - t0)
-    return compile_s, times, float(traj.loss[-1])
-
-
-def time_torch(args: argparse.Namespace) -> tuple[list[float], float]:
-    import torch
-
-    def build(seed: int) -> torch.nn.ModuleList:
-        torch.manual_seed(seed)
-        dims = [1] + [args.width] * args.depth + [1]
-        layers = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
-        )
-        for layer in layers:
-            torch.nn.init.xavier_normal_(layer.weight, gain=1.0)
-            torch.nn.init.zeros_(layer.bias)
-        return layers
-
-    def forward(layers, x):
-        hiddens = []
-        a = x
-        for i, layer in enumerate(layers):
-            a = layer(a)
-            if i < len(layers) - 1:
-                a = torch.nn.functional.leaky_relu(a, 0.01)
-                hiddens.append(a)
-        return a, hiddens
-
-    x_np, y_np = (np.array(a) for a in two_points())
-    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    dy = y[1] - y[0]
-
-    def run(seed: int, steps: int) -> float:
-        layers = build(seed)
-        opt = torch.optim.SGD(layers.parameters(), lr=args.lr)
-        records = []
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            out, hiddens = forward(layers, x)
-            loss = 0.5 * torch.mean((out - y) ** 2)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                h = torch.stack([torch.sum((hl[1] - hl[0]) ** 2) for hl in hiddens])
-                d_out = out[1] - out[0]
-                y_obs = torch.sum(d_out**2)
-                w = y_obs - torch.dot(dy, d_out)
-                m = torch.sum(((out[0] + out[1]) - (y[0] + y[1])) ** 2) / 4
-                records.append(torch.cat([loss.detach()[None], h, torch.stack([y_obs, w, m])]))
-        return float(torch.stack(records)[-1, 0])
-
-    run(0, 50)  # warm-up: allocator, kernels
-    times = []
-    for seed in range(1, args.repeats + 1):
-        t0 = time.perf_counter()
-        last = run(seed, args.steps)
-        times.append(time.perf_counter() - t0)
-    return times, last
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -112,38 +34,47 @@ def main() -> None:
         "--torch-threads",
         type=int,
         default=0,
-        help="PyTorch intra-op threads (default 0: PyTorch's own choice)",
+        help="PyTorch intra-op threads (default 0: the faster of 1 and PyTorch's default)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    import torch
+    from benchmarks import train_bench
+    from benchmarks.common import matmul_peak, memory_bandwidth
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-
-    print(
-        f"jax {jax.__version__} on {jax.devices()[0].platform}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+    size = dict(
+        width=args.width,
+        depth=args.depth,
+        lr=args.lr,
+        steps=args.steps,
+        repeats=args.repeats,
+        torch_steps=args.steps,
+        torch_repeats=args.repeats,
+        seeds=(),  # no ensembles
+        ensemble_steps=0,
+        ensemble_repeats=0,
+        torch_ensemble_steps=0,
+        torch_threads=args.torch_threads or None,
     )
+    limits = dict(memory_bandwidth=memory_bandwidth(), matmul_f32=matmul_peak())
+    result = train_bench.run(limits=limits, size=size)
+    row = result["rows"][0]
+    ra = row["rep_align"]
     print(
-        f"default preset: depth {args.depth}, width {args.width}, lr {args.lr}, "
-        f"{args.steps} steps, record every step, {args.repeats} repeats"
+        f"rep_align train: compile {ra['compile_seconds']:.2f} s (not in the run times); "
+        f"median {ra['seconds']:.2f} s ({ra['network_steps_per_s']:.0f} steps/s), "
+        f"{100 * ra['fraction_of_bandwidth_bound']:.0f} % of the memory-bandwidth bound"
     )
-    compile_s, jax_times, jax_loss = time_jax(args)
-    jax_med = statistics.median(jax_times)
-    print(
-        f"rep_align train: compile {compile_s:.2f} s (not in the run times); "
-        f"runs {', '.join(f'{t:.2f}' for t in jax_times)} s; median {jax_med:.2f} s "
-        f"({args.steps / jax_med:.0f} steps/s); final loss {jax_loss:.3g}"
-    )
-    torch_times, torch_loss = time_torch(args)
-    torch_med = statistics.median(torch_times)
-    print(
-        f"pytorch eager:   runs {', '.join(f'{t:.2f}' for t in torch_times)} s; "
-        f"median {torch_med:.2f} s ({args.steps / torch_med:.0f} steps/s); "
-        f"final loss {torch_loss:.3g}"
-    )
-    print(f"ratio pytorch / rep_align (run time): {torch_med / jax_med:.2f}")
+    if "torch" in row:
+        t = row["torch"]
+        print(
+            f"pytorch eager ({result['torch']['threads']} threads): median {t['seconds']:.2f} s "
+            f"({t['network_steps_per_s']:.0f} steps/s); records agree: {t['agrees']} "
+            f"(max deviation {t['max_deviation']:.1e})"
+        )
+        print(f"ratio pytorch / rep_align (run time): {row['ratio']:.2f}")
+    else:
+        print(result["torch"])
+    return result
 
 
 if __name__ == "__main__":

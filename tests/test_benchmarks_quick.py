@@ -37,7 +37,12 @@ TINY = {
         ensemble_repeats=1,
         torch_ensemble_steps=5,
     ),
-    "flow_bench": dict(width=8, depth=2, lr=0.005, steps=50, saves=5, rtols=(1e-3,)),
+    "flow_bench": dict(
+        lr=0.005,
+        steps=50,
+        saves=5,
+        networks=(dict(width=8, depth=2, dx2s=(0.81,), rtols=(1e-3,), max_steps=1000),),
+    ),
     "scaling_bench": dict(
         base=dict(width=16, depth=2, runs=1, points=2),
         axes=dict(width=[16, 32], depth=[2, 3], runs=[1, 2], points=[2, 4]),
