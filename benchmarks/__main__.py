@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
 
+    # rep_align first: it sets JAX's host devices (rep_align.devices), which only works
+    # before anything initialises JAX's backend (machine_info lists the devices).
+    import rep_align  # noqa: F401
     from benchmarks.common import machine_info, matmul_peak, memory_bandwidth
 
     results: dict = {"quick": args.quick, "machine": machine_info()}
