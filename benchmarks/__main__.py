@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         context = dict(
             started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            commit=_commit(),
             load_before=os.getloadavg(),
             limits=results["limits"],
         )
@@ -86,6 +87,25 @@ def main(argv: list[str] | None = None) -> int:
     _write(results, args.out)
     print(f"wrote {path}")
     return 1 if failed else 0
+
+
+def _commit() -> str | None:
+    # the code a case's figures belong to: git commit, "+dirty" with uncommitted changes
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def _extra(module, results: dict) -> dict:

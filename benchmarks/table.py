@@ -19,7 +19,11 @@ def _load(context: dict | None) -> str:
     if not context:
         return ""
     before, after = context["load_before"][0], context["load_after"][0]
-    return f"(load average {before:.2f} before, {after:.2f} after; started {context['started']})"
+    commit = f" at {context['commit']}" if context.get("commit") else ""
+    return (
+        f"(load average {before:.2f} before, {after:.2f} after; started "
+        f"{context['started']}{commit})"
+    )
 
 
 def machine(r: dict) -> list[str]:
@@ -156,7 +160,8 @@ def flow(c: dict) -> list[str]:
         gap = max(d["deviation_lr_vs_half_lr"].values())
         for i, f in enumerate(row["flow"]):
             head = (
-                f"{row['depth']}×{row['width']} | {row['dx2']} | {_g(d['seconds'])} | {gap:.2g}"
+                f"{row['depth']}×{row['width']} {row.get('activation', 'leaky_relu')} | "
+                f"{row['dx2']} | {_g(d['seconds'])} | {gap:.2g}"
                 if i == 0
                 else " | | |"
             )
