@@ -48,6 +48,23 @@ def test_run_preset_summary_is_consistent():
     assert arrays["z_obs"].shape == arrays["z_fit"].shape == (3, 151, 3)
 
 
+def test_float64_training_starts_from_the_float32_parameters():
+    # --float64 changes only the rounding along the way: same initial network per seed
+    p = _small_preset()
+    r32 = _common.train_batch(p, np.arange(2), steps=0, record_every=1)
+    r64 = _common.train_batch(p, np.arange(2), steps=0, record_every=1, float64=True)
+    assert np.asarray(r64.h).dtype == np.float64 and np.asarray(r32.h).dtype == np.float32
+    for k in ("h", "y", "w", "loss"):
+        np.testing.assert_allclose(np.asarray(getattr(r64, k)), getattr(r32, k), rtol=1e-5)
+    # and then the two precisions train the same network to nearly the same records
+    a = _common.train_batch(p, np.arange(2), steps=200, record_every=10)
+    b = _common.train_batch(p, np.arange(2), steps=200, record_every=10, float64=True)
+    scale = np.max(np.abs(np.asarray(b.y)), axis=-1, keepdims=True)
+    assert np.max(np.abs(np.asarray(a.y) - np.asarray(b.y)) / scale) < 1e-2
+    res = run_preset(p, np.arange(1), record_every=10, float64=True)
+    assert res["config"]["precision"] == "float64"
+
+
 def test_run_preset_reports_diverged_runs():
     # an absurd learning rate: runs diverge, are flagged and not fitted, nothing crashes
     res = run_preset(_small_preset(lr=50.0), np.arange(2), record_every=10)

@@ -24,6 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="small networks (width <= 64, depth <= 4), same protocol",
     )
+    p.add_argument(
+        "--float64",
+        action="store_true",
+        help="train in float64 from the float32 runs' initial parameters (about 2x slower)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +37,12 @@ def run(args: argparse.Namespace) -> int:
     names = "all" if args.preset == ["all"] else args.preset
     seeds = args.seeds if args.seeds is not None else (3 if args.quick else 5)
     summary = run_two_points(
-        names, seeds=seeds, quick=args.quick, out=args.out, first_seed=args.first_seed
+        names,
+        seeds=seeds,
+        quick=args.quick,
+        out=args.out,
+        first_seed=args.first_seed,
+        float64=args.float64,
     )
     print(f"{'preset':<12} {'R2 h':>7} {'R2 y':>7} {'R2 w':>7} {'conv':>5}  fit")
     for name, res in summary["presets"].items():

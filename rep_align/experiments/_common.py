@@ -50,7 +50,7 @@ def num_hidden(arch: str, depth: int) -> int:
     return depth + 2 if arch == "cnn" else depth
 
 
-def network_for(preset: TwoPointPreset):
+def network_for(preset: TwoPointPreset, dtype=jnp.float32):
     return make_network(
         preset.arch,
         in_dim=preset.in_dim,
@@ -59,6 +59,7 @@ def network_for(preset: TwoPointPreset):
         depth=preset.depth,
         activation=preset.activation,
         gain=preset.gain,
+        dtype=dtype,
     )
 
 
@@ -79,6 +80,7 @@ def train_batch(
     lr: float | None = None,
     steps: int | None = None,
     record_every: int | None = None,
+    float64: bool = False,
 ) -> Trajectory:
     """Train ``preset`` for every seed (and optional per-run dx2, dy2) as one vmapped job.
 
@@ -88,10 +90,23 @@ def train_batch(
         dx2, dy2: optional (R,) data geometry per run; default the preset's.
         lr, steps: override the preset's learning rate and epochs.
         record_every: steps between records (default: about 600 records).
+        float64: train in float64 (about twice the time) from the same initial parameters
+            as the float32 run of each seed (drawn in float32, then cast), so the two
+            precisions differ only by rounding along the way. On the two-point task that
+            rounding matters: the second input starts on every leaky-ReLU unit's kink and
+            float32 rounding is amplified to per-cent differences in the records within a
+            few hundred steps (``benchmarks/README.md``, case 3).
 
     Returns:
         A batched ``Trajectory`` with leading axis R.
     """
+    if float64:
+        with jax.enable_x64(True):
+            return _train_batch(preset, seeds, dx2, dy2, lr, steps, record_every, True)
+    return _train_batch(preset, seeds, dx2, dy2, lr, steps, record_every, False)
+
+
+def _train_batch(preset, seeds, dx2, dy2, lr, steps, record_every, float64) -> Trajectory:
     seeds = np.asarray(seeds)
     n = seeds.shape[0]
     steps = preset.epochs if steps is None else steps
@@ -100,14 +115,22 @@ def train_batch(
     dx2 = np.full(n, preset.dx2) if dx2 is None else np.asarray(dx2, float)
     dy2 = np.full(n, preset.dy2) if dy2 is None else np.asarray(dy2, float)
     network = network_for(preset)
+    dtype = jnp.float64 if float64 else jnp.float32
+    trained = network_for(preset, dtype) if float64 else network
 
     def one(seed, a, b):
         x, y = two_points(dx2=a, dy2=b, in_dim=preset.in_dim, out_dim=preset.out_dim)
+        key = jax.random.key(seed)
+        params = None
+        if float64:  # the float32 run's initial parameters (same key, same split)
+            _, init = train(network, x, y, key=key, lr=lr, steps=0, return_params=True)
+            params = jax.tree_util.tree_map(lambda v: v.astype(dtype), init)
         return train(
-            network,
+            trained,
             x,
             y,
-            key=jax.random.key(seed),
+            key=key,
+            params=params,
             lr=lr,
             steps=steps,
             optimizer=preset.optimizer,
@@ -116,7 +139,7 @@ def train_batch(
 
     run = jax.jit(jax.vmap(one))
     return jax.block_until_ready(
-        run(jnp.asarray(seeds), jnp.asarray(dx2, jnp.float32), jnp.asarray(dy2, jnp.float32))
+        run(jnp.asarray(seeds), jnp.asarray(dx2, dtype), jnp.asarray(dy2, dtype))
     )
 
 

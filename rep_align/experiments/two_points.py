@@ -64,7 +64,9 @@ def protocol_preset(name: str, *, quick: bool) -> TwoPointPreset:
     return quick_preset(preset) if quick else preset
 
 
-def run_preset(preset: TwoPointPreset, seeds, *, record_every: int | None = None) -> dict:
+def run_preset(
+    preset: TwoPointPreset, seeds, *, record_every: int | None = None, float64: bool = False
+) -> dict:
     """Train, fit and summarise one preset over ``seeds``.
 
     Returns a dict with ``seeds`` (list of per-seed dicts with ``SEED_KEYS``), ``mean``
@@ -76,7 +78,7 @@ def run_preset(preset: TwoPointPreset, seeds, *, record_every: int | None = None
 
     seeds = np.asarray(seeds)
     record_every = record_every or record_every_for(preset.epochs)
-    traj = train_batch(preset, seeds, record_every=record_every)
+    traj = train_batch(preset, seeds, record_every=record_every, float64=float64)
     ts, z_obs = observed(traj, preset.layer)
     loss = np.asarray(traj.loss, np.float64)
     m = np.asarray(traj.m, np.float64)
@@ -160,7 +162,9 @@ def run_preset(preset: TwoPointPreset, seeds, *, record_every: int | None = None
                 )
             )
     return dict(
-        config=preset_config(preset, record_every=record_every),
+        config=preset_config(
+            preset, record_every=record_every, precision="float64" if float64 else "float32"
+        ),
         seeds=rows,
         mean=mean,
         std=std,
@@ -175,10 +179,18 @@ def run_preset(preset: TwoPointPreset, seeds, *, record_every: int | None = None
 
 
 def run_two_points(
-    names, *, seeds: int = 5, quick: bool = False, out: str | None = None, first_seed: int = 0
+    names,
+    *,
+    seeds: int = 5,
+    quick: bool = False,
+    out: str | None = None,
+    first_seed: int = 0,
+    float64: bool = False,
 ) -> dict:
     """Run ``run_preset`` for every name (``"all"`` = every two-point preset), write
     ``out/summary.json`` and figures when ``out`` is given, and return the summary.
+    ``float64`` trains in float64 from the float32 runs' initial parameters (see
+    ``train_batch``); the paper's runs are float32 (the default).
 
     Raises:
         ValueError: unknown preset names or ``seeds < 1``.
@@ -192,6 +204,7 @@ def run_two_points(
         "settings": dict(
             protocol="trajectory (lr/2, 2x epochs)",
             quick=quick,
+            precision="float64" if float64 else "float32",
             seeds=seeds,
             converged_if_final_loss_below=CONVERGED_LOSS,
             good_fit=GOOD_FIT,
@@ -200,7 +213,7 @@ def run_two_points(
         "presets": {},
     }
     for preset in presets:
-        res = run_preset(preset, np.arange(first_seed, first_seed + seeds))
+        res = run_preset(preset, np.arange(first_seed, first_seed + seeds), float64=float64)
         arrays = res.pop("_arrays")
         summary["presets"][preset.name] = res
         if out:
