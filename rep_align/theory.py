@@ -252,13 +252,17 @@ class SolveInfo:
 jax.tree_util.register_dataclass(SolveInfo, data_fields=["success", "num_steps"], meta_fields=[])
 
 
-def _batch_max_norm(err):
+def _worst(x):
     # Step-size control for a stacked batch: every member must meet the tolerance, so
     # take the worst member. A member that has gone non-finite (only possible for invalid
     # parameters under jit) is ignored here so that it cannot stall the others; it is
     # reported as failed afterwards.
-    worst = [jnp.max(jnp.where(jnp.isfinite(e), jnp.abs(e), 0.0)) for e in err]
-    return functools.reduce(jnp.maximum, worst)
+    return jnp.max(jnp.where(jnp.isfinite(x), jnp.abs(x), 0.0))
+
+
+def _batch_max_norm(err):
+    # ``_worst`` over a state given as a tuple of arrays (the diffrax path)
+    return functools.reduce(jnp.maximum, [_worst(e) for e in err])
 
 
 def _tolerances(dtype, rtol: float, atol: float) -> tuple[float, float]:
@@ -345,11 +349,6 @@ assert np.allclose(_TSIT5.a_lower[-1], _TSIT5.b_sol[:-1]) and _TSIT5.b_sol[-1] =
 def _regular_rhs_stacked(u, args):
     """``_regular_rhs`` on a component-major state ``u`` of shape (3, N)."""
     return jnp.stack(_regular_rhs(u[0], u[1], u[2], *args))
-
-
-def _worst(x):
-    # Max norm over a stacked batch; non-finite members are ignored (see _batch_max_norm).
-    return jnp.max(jnp.where(jnp.isfinite(x), jnp.abs(x), 0.0))
 
 
 @functools.partial(jax.jit, static_argnames=("rtol", "atol", "max_steps"))
@@ -473,7 +472,7 @@ def _stiffness_proxy(z0: np.ndarray, params: np.ndarray, t_span: float) -> np.nd
     return np.nan_to_num(rate * t_span, nan=np.inf)
 
 
-def _solve_grouped(z0f, ts, pf, n_groups, **kw):
+def _solve_grouped(z0f, ts, pf, n_groups, *, rtol, atol, max_steps):
     """Stacked solves of groups sorted by a stiffness proxy, spread over local devices."""
     n = z0f.shape[0]
     z0n, pn = np.asarray(z0f), np.asarray(pf)
@@ -493,9 +492,7 @@ def _solve_grouped(z0f, ts, pf, n_groups, **kw):
     for g in range(n_groups):
         idx = padded[g * size : (g + 1) * size]
         args = jax.device_put((z0n[idx], ts_host, pn[:, idx]), devices[owner[g]])
-        parts.append(
-            _solve_fused(*args, rtol=kw["rtol"], atol=kw["atol"], max_steps=kw["max_steps"])
-        )
+        parts.append(_solve_fused(*args, rtol=rtol, atol=atol, max_steps=max_steps))
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     return _reassemble(jax.device_put(parts, devices[0]), inverse)
@@ -599,12 +596,14 @@ def solve(
     pf = jnp.stack([jnp.broadcast_to(p, batch_shape).reshape(n) for p in params])
     tsf = ts if stacked else jnp.broadcast_to(ts, batch_shape + (n_times,)).reshape(n, n_times)
     r, a = _tolerances(dtype, rtol, atol)
-    kw = dict(variant=variant, rtol=r, atol=a, max_steps=max_steps, stacked=stacked)
     traced = not all(map(_is_concrete, (z0f, tsf, pf)))
-    if stacked and batch == "auto" and not traced and _n_groups(n) > 1:
-        z, ok, nsteps = _solve_grouped(z0f, tsf, pf, _n_groups(n), **kw)
+    n_groups = _n_groups(n) if stacked and batch == "auto" and not traced else 1
+    if n_groups > 1:
+        z, ok, nsteps = _solve_grouped(z0f, tsf, pf, n_groups, rtol=r, atol=a, max_steps=max_steps)
     else:
-        z, ok, nsteps = _solve_flat(z0f, tsf, pf, **kw)
+        z, ok, nsteps = _solve_flat(
+            z0f, tsf, pf, variant=variant, rtol=r, atol=a, max_steps=max_steps, stacked=stacked
+        )
     z = z.reshape(batch_shape + (n_times, 3))
     if not full_output:
         return z

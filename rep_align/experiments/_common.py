@@ -3,6 +3,7 @@ over seeds (and data geometry), read-out of one layer, fitting in float64, JSON 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -100,10 +101,8 @@ def train_batch(
     Returns:
         A batched ``Trajectory`` with leading axis R.
     """
-    if float64:
-        with jax.enable_x64(True):
-            return _train_batch(preset, seeds, dx2, dy2, lr, steps, record_every, True)
-    return _train_batch(preset, seeds, dx2, dy2, lr, steps, record_every, False)
+    with jax.enable_x64(True) if float64 else contextlib.nullcontext():
+        return _train_batch(preset, seeds, dx2, dy2, lr, steps, record_every, float64)
 
 
 def _train_batch(preset, seeds, dx2, dy2, lr, steps, record_every, float64) -> Trajectory:
