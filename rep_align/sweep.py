@@ -30,7 +30,14 @@ adaptive solve's chunk holds runs of similar stiffness (an adaptive solve under 
 many steps as its slowest member). The same spec therefore runs unchanged on one CPU, eight
 GPUs or a TPU slice, and gives the same numbers: a run's result does not depend on which
 chunk or device computed it (up to floating-point reassociation that XLA may choose for a
-different batch size; the tests check 1 vs 4 devices and chunked vs unchunked).
+different batch size; the tests check 1 vs 4 devices and chunked vs unchunked). On the
+two-point task with leaky-ReLU networks that reassociation is not harmless: the second input
+starts on every unit's kink and the rounding grows to per-cent differences in the records
+within a few hundred steps (measured on the default 20 × 500 network, whose CPU code changes
+between 8 and 12 runs per batch). To compare runs of two sweeps member by member, run both
+with chunks of the same shape: the same ``max_chunk``, ``memory_budget_mb`` and device count,
+and enough runs in each group to fill a chunk (``rep-align two-points`` trains its seeds in
+blocks of 4 for this reason).
 
 Multi-host
 ----------
@@ -445,8 +452,10 @@ class SweepSpec:
         save_trajectories: store the recorded trajectories, not only per-run scalars
             (default True).
         memory_budget_mb: memory per device a chunk may use, by ``estimate_run_bytes``
-            (default 2048 MiB). Does not change results.
-        max_chunk: cap on runs per device per chunk (default 1024). Does not change results.
+            (default 2048 MiB). Changes results only by
+            floating-point rounding (module note).
+        max_chunk: cap on runs per device per chunk (default 1024). Changes results only by
+            floating-point rounding (module note).
 
     Raises:
         ValueError: naming the problem: an unknown setting or option, an empty axis, a value

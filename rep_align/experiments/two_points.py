@@ -2,8 +2,9 @@
 summarise how well it describes each network (THEORY.md section 7, first row).
 
 For each preset (PRESETS.md's two-point table) with the trajectory protocol (lr/2, 2 ×
-epochs): every seed is trained in one vmapped job; h (at the preset's read-out layer), y
-and w are fitted by the theory (``rep_align.fit``, float64); η_m is fitted to the loss
+epochs): the seeds are trained vmapped, in blocks of 4 (so a seed's record does not depend
+on how many seeds run with it: ``_common.train_batch``); h (at the preset's read-out
+layer), y and w are fitted by the theory (``rep_align.fit``, float64); η_m is fitted to the loss
 curve; the analytic h∞ follows from the fitted rates. A run counts as converged when its
 final loss is below 1e-2 (the paper's filter); means and standard deviations over seeds
 are taken over the converged seeds.
