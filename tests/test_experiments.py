@@ -4,14 +4,17 @@ closing notes and `rep-align two-points`; marked slow here)."""
 import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from rep_align import theory
 from rep_align.cli import main as cli_main
+from rep_align.data import two_points
 from rep_align.experiments import _common
 from rep_align.experiments.two_points import SEED_KEYS, run_preset
 from rep_align.presets import get_preset
+from rep_align.training import train
 
 
 @pytest.fixture
@@ -173,7 +176,28 @@ def test_grid(tiny, tmp_path, monkeypatch):
             )
             np.testing.assert_allclose(r["h_theory"], want, rtol=1e-5)
         assert r["kept"] == (r["loss_final"] <= 1e-3)
+        assert r["epochs"] % grid.STOP_EVERY == 0 and 0 < r["epochs"] <= 2000
+        assert (r["loss_final"] < grid.STOP_LOSS) == (r["epochs"] < res["config"]["epochs_run"])
     assert (tmp_path / "grid.png").exists()
+    # a run that stopped early is measured where it stopped: the first record below 1e-4
+    early = [r for r in res["runs"] if r["epochs"] < 2000]
+    assert early, "some tiny-network run should converge within 2,000 epochs"
+    r = min(early, key=lambda r: r["epochs"])  # trains on longest after its stop
+    p = _common.quick_preset(get_preset("default"))
+    x, y = two_points(dx2=r["dx2"], dy2=r["dy2"], in_dim=1, out_dim=1)
+    alone = train(
+        _common.network_for(p),
+        x,
+        y,
+        key=jax.random.key(r["seed"]),
+        lr=p.lr / 5,
+        steps=2000,
+        record_every=grid.STOP_EVERY,
+    )
+    i = r["epochs"] // grid.STOP_EVERY
+    # (h still moves by about 0.2 % after the stop, so h at the batch's end would fail)
+    np.testing.assert_allclose(r["h_measured"], alone.h[i, p.layer], rtol=1e-4)
+    assert alone.loss[i] < grid.STOP_LOSS < alone.loss[i - 1]
 
 
 @pytest.mark.slow

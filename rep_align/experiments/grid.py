@@ -2,9 +2,11 @@
 
 A 5 × 5 grid of input distance dx ∈ [0.5, 1.5] and target distance dy ∈ [0, 1] (so
 dx2 = dx², dy2 = dy²), every grid point and seed trained as one vmapped batch with the
-grid protocol of PRESETS.md: learning rate lr/5, up to 40,000 epochs, stopped once every
-run's loss is below 1e-4, a run still above 1e-3 discarded. The measured converged
-distance (final h at the preset's read-out layer) is compared with the theory's h∞
+grid protocol of PRESETS.md: learning rate lr/5, up to 40,000 epochs, each run stopped when
+its loss is below 1e-4 (checked every 100 epochs; the batch trains on until all runs have
+stopped, but a stopped run's h and loss are taken at its stop), a run still above 1e-3
+discarded. The measured converged distance (h at the preset's read-out layer at the run's
+stop) is compared with the theory's h∞
 (THEORY.md section 3) evaluated at each run's own initial h0, y0 and the rate ratio
 η_h/η_y fitted on the preset's standard two-point task (dx2 = 1, dy2 = 0.5, trajectory
 protocol; h∞ depends on the rates only through their ratio).
@@ -41,6 +43,7 @@ GRID_DY = np.linspace(0.0, 1.0, 5)
 MAX_EPOCHS = 40_000
 CHUNK = 2_000
 STOP_LOSS = 1e-4
+STOP_EVERY = 100  # epochs between checks of the stopping rule
 DISCARD_LOSS = 1e-3
 
 
@@ -62,7 +65,7 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
             lr=lr,
             steps=chunk,
             optimizer=preset.optimizer,
-            record_every=chunk,
+            record_every=STOP_EVERY,
             return_params=True,
         )
 
@@ -78,7 +81,7 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
             lr=lr,
             steps=chunk,
             optimizer=preset.optimizer,
-            record_every=chunk,
+            record_every=STOP_EVERY,
             params=params,
             return_params=True,
         )
@@ -87,17 +90,34 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
     traj, params = first(*args)
     h0 = np.asarray(traj.h)[:, 0, preset.layer]
     y0 = np.asarray(traj.y)[:, 0]
-    epochs = chunk
+    n = h0.shape[0]
+    # Each run stops at the first record (every STOP_EVERY epochs) whose loss is below
+    # STOP_LOSS: its h and loss are taken there. The batch trains on until every run has
+    # stopped, but what a stopped run does afterwards is not used.
+    stopped = np.zeros(n, bool)
+    h_end, loss_end, stop_epoch = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int)
+    epochs = 0
     while True:
-        loss = np.asarray(traj.loss)[:, -1]
-        status(epochs, loss)
-        done = ~np.isfinite(loss) | (loss < STOP_LOSS)
-        if done.all() or epochs >= max_epochs:
+        losses = np.asarray(traj.loss)  # (R, T): records at epochs + 0, STOP_EVERY, ...
+        hs = np.asarray(traj.h)[:, :, preset.layer]
+        below = np.isfinite(losses) & (losses < STOP_LOSS)
+        first_below = np.argmax(below, axis=1)
+        new = ~stopped & below.any(axis=1)
+        h_end[new] = hs[new, first_below[new]]
+        loss_end[new] = losses[new, first_below[new]]
+        stop_epoch[new] = epochs + first_below[new] * STOP_EVERY
+        stopped |= new
+        epochs += chunk
+        running = ~stopped
+        h_end[running], loss_end[running] = hs[running, -1], losses[running, -1]
+        stop_epoch[running] = epochs
+        status(epochs, loss_end)
+        diverged = ~np.isfinite(losses[:, -1])
+        if (stopped | diverged).all() or epochs >= max_epochs:
             break
         traj, params = more(*args, params)
-        epochs += chunk
     # Adam's moments restart with each chunk; the grid presets here are plain descent.
-    return h0, y0, np.asarray(traj.h)[:, -1, preset.layer], loss, epochs
+    return h0, y0, h_end, loss_end, stop_epoch, epochs
 
 
 def run_grid(
@@ -121,7 +141,8 @@ def run_grid(
 
     Returns:
         dict with ``runs`` (dx2, dy2, seed, h0, y0, h_measured, h_theory, loss_final,
-        kept), ``stats`` (Pearson r, OLS slope and intercept over kept runs, n_kept),
+        epochs (where the run stopped), kept), ``stats`` (Pearson r, OLS slope and
+        intercept over kept runs, n_kept),
         ``rates`` (fitted η_h, η_y, ratio) and ``config``.
     """
     if seeds < 1:
@@ -157,7 +178,7 @@ def run_grid(
             f"{epochs} epochs: {int(np.sum(loss < STOP_LOSS))}/{loss.size} runs below {STOP_LOSS:g}"
         )
 
-    h0, y0, h_end, loss, epochs = _train_until_converged(
+    h0, y0, h_end, loss, stop_epoch, epochs = _train_until_converged(
         preset, sd, dx2, dy2, preset.lr, max_epochs=max_epochs, chunk=CHUNK, status=status
     )
     kept = np.isfinite(loss) & (loss <= DISCARD_LOSS) & (h0 > 0)
@@ -212,10 +233,11 @@ def run_grid(
                 h_measured=float(e),
                 h_theory=float(f),
                 loss_final=float(g),
+                epochs=int(q),
                 kept=bool(k),
             )
-            for a, b, s, c, d, e, f, g, k in zip(
-                dx2, dy2, sd, h0, y0, h_end, h_th, loss, kept, strict=True
+            for a, b, s, c, d, e, f, g, q, k in zip(
+                dx2, dy2, sd, h0, y0, h_end, h_th, loss, stop_epoch, kept, strict=True
             )
         ],
     )
