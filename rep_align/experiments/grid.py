@@ -44,6 +44,7 @@ MAX_EPOCHS = 40_000
 CHUNK = 2_000
 STOP_LOSS = 1e-4
 STOP_EVERY = 100  # epochs between checks of the stopping rule
+PAD_RUNS = 4  # batches of still-running runs are padded to a multiple of this
 DISCARD_LOSS = 1e-3
 
 
@@ -86,36 +87,52 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
             return_params=True,
         )
 
-    args = (jnp.asarray(seeds), jnp.asarray(dx2, jnp.float32), jnp.asarray(dy2, jnp.float32))
-    traj, params = first(*args)
+    seeds = np.asarray(seeds)
+    dx2, dy2 = np.asarray(dx2, np.float32), np.asarray(dy2, np.float32)
+    traj, params = first(jnp.asarray(seeds), jnp.asarray(dx2), jnp.asarray(dy2))
+    params = jax.tree.map(np.array, params)  # host copies, updated per run below
     h0 = np.asarray(traj.h)[:, 0, preset.layer]
     y0 = np.asarray(traj.y)[:, 0]
     n = h0.shape[0]
+    losses = np.asarray(traj.loss)  # (runs, T): records at epochs + 0, STOP_EVERY, ...
+    hs = np.asarray(traj.h)[:, :, preset.layer]
     # Each run stops at the first record (every STOP_EVERY epochs) whose loss is below
-    # STOP_LOSS: its h and loss are taken there. The batch trains on until every run has
-    # stopped, but what a stopped run does afterwards is not used.
+    # STOP_LOSS; its h and loss are taken there, and the next chunk trains only the runs
+    # still going, as one vmapped batch padded to a multiple of PAD_RUNS (so that few
+    # batch shapes need compiling).
     stopped = np.zeros(n, bool)
     h_end, loss_end, stop_epoch = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int)
     epochs = 0
+    running = np.arange(n)
     while True:
-        losses = np.asarray(traj.loss)  # (R, T): records at epochs + 0, STOP_EVERY, ...
-        hs = np.asarray(traj.h)[:, :, preset.layer]
         below = np.isfinite(losses) & (losses < STOP_LOSS)
         first_below = np.argmax(below, axis=1)
-        new = ~stopped & below.any(axis=1)
-        h_end[new] = hs[new, first_below[new]]
-        loss_end[new] = losses[new, first_below[new]]
-        stop_epoch[new] = epochs + first_below[new] * STOP_EVERY
-        stopped |= new
+        new = below.any(axis=1)
+        idx = running[new]
+        h_end[idx] = hs[new, first_below[new]]
+        loss_end[idx] = losses[new, first_below[new]]
+        stop_epoch[idx] = epochs + first_below[new] * STOP_EVERY
+        stopped[idx] = True
         epochs += chunk
-        running = ~stopped
-        h_end[running], loss_end[running] = hs[running, -1], losses[running, -1]
-        stop_epoch[running] = epochs
+        going = ~new
+        idx = running[going]
+        h_end[idx], loss_end[idx], stop_epoch[idx] = hs[going, -1], losses[going, -1], epochs
         status(epochs, loss_end)
-        diverged = ~np.isfinite(losses[:, -1])
-        if (stopped | diverged).all() or epochs >= max_epochs:
+        running = idx[np.isfinite(losses[going, -1])]  # diverged runs stop too
+        if running.size == 0 or epochs >= max_epochs:
             break
-        traj, params = more(*args, params)
+        batch = np.concatenate([running, np.repeat(running[-1:], (-running.size) % PAD_RUNS)])
+        traj, out = more(
+            jnp.asarray(seeds[batch]),
+            jnp.asarray(dx2[batch]),
+            jnp.asarray(dy2[batch]),
+            jax.tree.map(lambda v, b=batch: jnp.asarray(v[b]), params),
+        )
+        k = running.size
+        for dst, src in zip(jax.tree.leaves(params), jax.tree.leaves(out), strict=True):
+            dst[running] = np.asarray(src)[:k]
+        losses = np.asarray(traj.loss)[:k]
+        hs = np.asarray(traj.h)[:k, :, preset.layer]
     # Adam's moments restart with each chunk; the grid presets here are plain descent.
     return h0, y0, h_end, loss_end, stop_epoch, epochs
 
