@@ -1,7 +1,8 @@
 """Final-distance grid (THEORY.md section 7, second row).
 
 A 5 × 5 grid of input distance dx ∈ [0.5, 1.5] and target distance dy ∈ [0, 1] (so
-dx2 = dx², dy2 = dy²), every grid point and seed trained as one vmapped batch with the
+dx2 = dx², dy2 = dy²), every grid point and seed trained as one vmapped batch (from the
+second chunk of 2,000 epochs on, the batch holds only the runs still going) with the
 grid protocol of PRESETS.md: learning rate lr/5, up to 40,000 epochs, each run stopped when
 its loss is below 1e-4 (checked every 100 epochs; the batch trains on until all runs have
 stopped, but a stopped run's h and loss are taken at its stop), a run still above 1e-3
