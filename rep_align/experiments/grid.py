@@ -4,13 +4,12 @@ A 5 × 5 grid of input distance dx ∈ [0.5, 1.5] and target distance dy ∈ [0,
 dx2 = dx², dy2 = dy²), every grid point and seed trained as one vmapped batch (from the
 second chunk of 2,000 epochs on, the batch holds only the runs still going) with the
 grid protocol of PRESETS.md: learning rate lr/5, up to 40,000 epochs, each run stopped when
-its loss is below 1e-4 (checked every 100 epochs; the batch trains on until all runs have
-stopped, but a stopped run's h and loss are taken at its stop), a run still above 1e-3
-discarded. The measured converged distance (h at the preset's read-out layer at the run's
-stop) is compared with the theory's h∞
-(THEORY.md section 3) evaluated at each run's own initial h0, y0 and the rate ratio
-η_h/η_y fitted on the preset's standard two-point task (dx2 = 1, dy2 = 0.5, trajectory
-protocol; h∞ depends on the rates only through their ratio).
+its loss is below 1e-4 (checked every 100 epochs; its h and loss are taken there), a run
+still above 1e-3 discarded. The measured converged distance (h at the preset's read-out
+layer at the run's stop) is compared with the theory's h∞ (THEORY.md section 3)
+evaluated at each run's own initial h0, y0 and the rate ratio η_h/η_y fitted on the
+preset's standard two-point task (dx2 = 1, dy2 = 0.5, trajectory protocol; h∞ depends on
+the rates only through their ratio).
 """
 
 from __future__ import annotations
