@@ -56,23 +56,8 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
 
     @jax.jit
     @jax.vmap
-    def first(seed, a, b):
-        x, y = data(a, b)
-        return train(
-            network,
-            x,
-            y,
-            key=jax.random.key(seed),
-            lr=lr,
-            steps=chunk,
-            optimizer=preset.optimizer,
-            record_every=STOP_EVERY,
-            return_params=True,
-        )
-
-    @jax.jit
-    @jax.vmap
-    def more(seed, a, b, params):
+    def train_chunk(seed, a, b, params):
+        # params None: a fresh network from the seed's key
         x, y = data(a, b)
         return train(
             network,
@@ -89,7 +74,7 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
 
     seeds = np.asarray(seeds)
     dx2, dy2 = np.asarray(dx2, np.float32), np.asarray(dy2, np.float32)
-    traj, params = first(jnp.asarray(seeds), jnp.asarray(dx2), jnp.asarray(dy2))
+    traj, params = train_chunk(jnp.asarray(seeds), jnp.asarray(dx2), jnp.asarray(dy2), None)
     params = jax.tree.map(np.array, params)  # host copies, updated per run below
     h0 = np.asarray(traj.h)[:, 0, preset.layer]
     y0 = np.asarray(traj.y)[:, 0]
@@ -100,7 +85,6 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
     # STOP_LOSS; its h and loss are taken there, and the next chunk trains only the runs
     # still going, as one vmapped batch padded to a multiple of PAD_RUNS (so that few
     # batch shapes need compiling).
-    stopped = np.zeros(n, bool)
     h_end, loss_end, stop_epoch = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int)
     epochs = 0
     running = np.arange(n)
@@ -112,7 +96,6 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
         h_end[idx] = hs[new, first_below[new]]
         loss_end[idx] = losses[new, first_below[new]]
         stop_epoch[idx] = epochs + first_below[new] * STOP_EVERY
-        stopped[idx] = True
         epochs += chunk
         going = ~new
         idx = running[going]
@@ -122,7 +105,7 @@ def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, st
         if running.size == 0 or epochs >= max_epochs:
             break
         batch = np.concatenate([running, np.repeat(running[-1:], (-running.size) % PAD_RUNS)])
-        traj, out = more(
+        traj, out = train_chunk(
             jnp.asarray(seeds[batch]),
             jnp.asarray(dx2[batch]),
             jnp.asarray(dy2[batch]),
