@@ -452,8 +452,8 @@ class SweepSpec:
         save_trajectories: store the recorded trajectories, not only per-run scalars
             (default True).
         memory_budget_mb: memory per device a chunk may use, by ``estimate_run_bytes``
-            (default 2048 MiB). Changes results only by
-            floating-point rounding (module note).
+            (default 2048 MiB). Changes results only by floating-point rounding (module
+            note).
         max_chunk: cap on runs per device per chunk (default 1024). Changes results only by
             floating-point rounding (module note).
 
