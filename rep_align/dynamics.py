@@ -6,7 +6,7 @@ be differentiated with ``jax.grad`` with respect to the init gain, the learning 
 data geometry (dx2, dy2 through ``data.two_points``) or the theory's rates. This module
 provides the three routes, each with the memory trade-off made explicit:
 
-1. **The theory** (THEORY.md section 2): ``theory.solve`` is differentiable in ``z0``,
+1. **The theory** (docs/theory.md §2): ``theory.solve`` is differentiable in ``z0``,
    ``eta_h``, ``eta_y``, ``dx2`` and ``dy2`` (diffrax, reverse mode), and
    ``theory.final_distance`` is a closed form. For example::
 
@@ -83,10 +83,10 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-from rep_align import theory
+from rep_align import checks, theory
 from rep_align.networks import Network
 from rep_align.observables import pair_observables
-from rep_align.training import Trajectory, loss_fn
+from rep_align.training import Trajectory, loss_fn, split_run_key
 
 __all__ = ["descent", "fitted_rates", "flow", "theory_trajectory"]
 
@@ -119,7 +119,7 @@ def _setup(network, x, y, key, params, gain, pair):
         raise ValueError("pass either params or gain, not both (gain only affects init)")
     if params is None:
         # The same init key as training.train and training.gradient_flow use.
-        init_key = jax.random.split(key, 3)[0]
+        init_key = split_run_key(key)[0]
         params = network.init(init_key, gain=network.gain if gain is None else gain)
     return x, y, (int(a), int(b)), params
 
@@ -192,10 +192,10 @@ def descent(
         ValueError: for bad concrete arguments (shapes, pair, key/params, steps).
     """
     x, y, pair, params = _setup(network, x, y, key, params, gain, pair)
-    if not (isinstance(steps, int) and isinstance(record_every, int) and record_every >= 1):
-        raise ValueError(f"steps and record_every must be ints, got {steps!r}, {record_every!r}")
-    if steps < 0 or steps % record_every:
-        raise ValueError(f"record_every={record_every} must divide steps={steps} (≥ 0)")
+    steps = checks.integer("steps", steps, minimum=0)
+    record_every = checks.integer("record_every", record_every, minimum=1)
+    if steps % record_every:
+        raise ValueError(f"record_every={record_every} must divide steps={steps}")
     if optimizer == "sgd":
         opt = optax.sgd(lr)
     elif optimizer == "adam":
@@ -338,11 +338,11 @@ def theory_trajectory(
     """The theory's (h, y, w) at ``ts`` by fixed-step RK4 in regular coordinates.
 
     A ``lax.scan`` over save intervals, each split into ``substeps`` classical RK4 steps of
-    THEORY.md section 2's regular system (polynomial, not stiff). Unlike ``theory.solve``
-    (adaptive diffrax, reverse mode only) it differentiates to any order and in forward
-    mode, which the implicit function theorem in ``fitted_rates`` needs; its accuracy is
-    set by ``substeps`` instead of a tolerance (error ∝ (rate·Δt/substeps)⁴; check against
-    ``theory.solve``). One trajectory per call; vmap for batches.
+    the regular system (2.4)-(2.6) of docs/theory.md §2 (polynomial, not stiff). Unlike
+    ``theory.solve`` (adaptive diffrax, reverse mode only) it differentiates to any order
+    and in forward mode, which the implicit function theorem in ``fitted_rates`` needs; its
+    accuracy is set by ``substeps`` instead of a tolerance (error ∝ (rate·Δt/substeps)⁴;
+    check against ``theory.solve``). One trajectory per call; vmap for batches.
 
     Arguments:
         z0: initial (h0, y0, w0) at ``ts[0]``, h0 > 0.

@@ -1,4 +1,4 @@
-"""The reference study's networks as pure JAX functions (PRESETS.md, "Architectures").
+"""The reference study's networks as pure JAX functions (docs/presets.md, "Architectures").
 
 Four architectures, all built with flax so that parameters are plain pytrees (nested dicts
 of arrays):
@@ -30,10 +30,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "Network", "make_network"]
+from rep_align import checks
+
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "Network", "make_network", "num_hidden"]
 
 ARCHITECTURES: tuple[str, ...] = ("mlp", "resnet", "cnn", "dropout")
 
@@ -140,21 +141,11 @@ class _Net(nn.Module):
         return out, tuple(hiddens)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_gain(value: Any, name: str = "gain") -> None:
-    """Raise for a concrete gain ≤ 0 (or non-finite); a traced gain passes unchecked."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    g = np.asarray(value)
-    if g.shape != () or not np.issubdtype(g.dtype, np.number):
-        raise ValueError(f"{name} must be a positive scalar, got {value!r}")
-    if not (np.isfinite(g) and g > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+def num_hidden(arch: str, depth: int) -> int:
+    """Number of recorded hidden activations of ``make_network(arch, depth=depth, ...)``:
+    ``depth``, or ``depth + 2`` for the CNN (its first affine layer and every convolution,
+    as in the reference code)."""
+    return depth + 2 if arch == "cnn" else depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +160,7 @@ class Network:
         in_dim, out_dim: input and output dimensions.
         width: P, the width of the hidden layers (for the CNN, the length of the signal
             after the first affine layer).
-        depth: L, the number of hidden layers as PRESETS.md counts them.
+        depth: L, the number of hidden layers as docs/presets.md counts them.
         activation: a key of ``ACTIVATIONS``.
         gain: Xavier-normal gain used by ``init`` unless overridden there.
         dropout_rate: p, for ``arch="dropout"`` only.
@@ -192,7 +183,7 @@ class Network:
     @property
     def num_hidden(self) -> int:
         """Number of hidden activations ``apply`` returns: L, or L+2 for the CNN."""
-        return self.depth + 2 if self.arch == "cnn" else self.depth
+        return num_hidden(self.arch, self.depth)
 
     @property
     def hidden_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -244,7 +235,7 @@ class Network:
         """
         if gain is None:
             gain = self.gain
-        _check_gain(gain)
+        checks.values("gain", gain, positive=True, scalar=True)
         dummy = jnp.zeros((1, self.in_dim), self.dtype)
         params = self._module().init({"params": key}, dummy, False)["params"]
         return jax.tree_util.tree_map(lambda p: (p * gain).astype(p.dtype), params)
@@ -301,7 +292,7 @@ def make_network(
     channels: int = 20,
     dtype: Any = jnp.float32,
 ) -> Network:
-    """Describe one of the reference study's networks (PRESETS.md, "Architectures").
+    """Describe one of the reference study's networks (docs/presets.md, "Architectures").
 
     Arguments:
         arch: "mlp", "resnet" (the "skip" preset), "cnn" or "dropout".
@@ -322,22 +313,18 @@ def make_network(
             activation, a non-positive size, gain ≤ 0, dropout_rate outside [0, 1), or a CNN
             whose signal would shrink below length 1 after its convolutions.
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
-    in_dim = _positive_int("in_dim", in_dim)
-    out_dim = _positive_int("out_dim", out_dim)
-    width = _positive_int("width", width)
-    depth = _positive_int("depth", depth)
-    kernel_size = _positive_int("kernel_size", kernel_size)
-    channels = _positive_int("channels", channels)
-    _check_gain(gain)
-    if isinstance(gain, jax.core.Tracer):
+    checks.choice("arch", arch, ARCHITECTURES)
+    checks.choice("activation", activation, tuple(ACTIVATIONS))
+    in_dim = checks.integer("in_dim", in_dim, minimum=1)
+    out_dim = checks.integer("out_dim", out_dim, minimum=1)
+    width = checks.integer("width", width, minimum=1)
+    depth = checks.integer("depth", depth, minimum=1)
+    kernel_size = checks.integer("kernel_size", kernel_size, minimum=1)
+    channels = checks.integer("channels", channels, minimum=1)
+    checks.values("gain", gain, positive=True, scalar=True)
+    if not checks.is_concrete(gain):
         raise ValueError("gain of make_network must be concrete; pass a traced gain to init")
-    rate = float(dropout_rate)
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout_rate must lie in [0, 1), got {dropout_rate!r}")
+    rate = checks.real("dropout_rate", dropout_rate, nonnegative=True, below=1.0)
     if arch == "cnn":
         final = width - (kernel_size - 1) * (depth + 1)
         if final < 1:

@@ -1,4 +1,4 @@
-"""Observables of THEORY.md section 1: a pair's distances, and full distance matrices.
+"""Observables of docs/theory.md §1: a pair's distances, and full distance matrices.
 
 All functions handle one example (one network, one dataset); batch them with ``jax.vmap``.
 """
@@ -21,7 +21,7 @@ __all__ = [
 
 
 class PairObservables(eqx.Module):
-    """THEORY.md section 1 for one pair of points (a, b), at every hidden layer.
+    """The observables of docs/theory.md §1 for one pair of points (a, b), at every hidden layer.
 
     Attributes:
         dx2: ‖Δx‖², scalar.
@@ -52,7 +52,7 @@ def pair_observables(
     *,
     pair: tuple[int, int] = (0, 1),
 ) -> PairObservables:
-    """dx2, dy2, h (every layer), y, w and m of points a, b = ``pair`` (THEORY.md §1).
+    """dx2, dy2, h (every layer), y, w and m of points a, b = ``pair`` (docs/theory.md §1).
 
     Arguments:
         x: inputs, shape (n, …).

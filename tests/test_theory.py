@@ -11,6 +11,7 @@ from scipy.integrate import solve_ivp
 
 from rep_align import theory
 from rep_align.cli import main as cli_main
+from rep_align.theory._fused import solve_fused
 
 # The hard case of the issue: the output difference points against the target difference
 # with a large decoder gain, so s = ±√h must shrink to (nearly) zero and flip.
@@ -245,7 +246,7 @@ def test_grouped_large_batch_matches_independent_solves(x64):
     # Large concrete batches are split into stiffness-sorted groups (and spread over host
     # devices); the order of results must be the caller's and each member within tolerance.
     n = 6000
-    assert theory._n_groups(n) > 1
+    assert theory.solve_group_count(n) > 1
     b = _random_batch(n, seed=5)
     ts = jnp.linspace(0.0, 3000.0, 6)
     kw = dict(eta_h=b["eta_h"], eta_y=b["eta_y"], dx2=b["dx2"], dy2=b["dy2"])
@@ -261,7 +262,7 @@ RATE_KEYS = ("eta_h", "eta_y", "dx2", "dy2")
 
 def _fused(z0, ts, b, *, rtol=1e-8, atol=1e-10, max_steps=16_384):
     params = jnp.stack([jnp.asarray(b[k], jnp.asarray(z0).dtype) for k in RATE_KEYS])
-    return theory._solve_fused(
+    return solve_fused(
         jnp.asarray(z0), jnp.asarray(ts), params, rtol=rtol, atol=atol, max_steps=max_steps
     )
 
@@ -391,7 +392,7 @@ def test_float32_works():
 
 
 # ---------------------------------------------------------------------------------------
-# Ablations (THEORY.md section 4)
+# Ablations (docs/theory.md §4)
 # ---------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _tracing import CompileLog
 
 from rep_align import training
 from rep_align.cli import main
@@ -123,14 +124,15 @@ def test_vmap_over_gain_lr_and_geometry():
 def test_compiles_once_for_new_values():
     net = make_network("mlp", in_dim=1, out_dim=1, width=8, depth=2)
     train(net, X, Y, key=KEY, lr=0.01, steps=10)
-    before = training._TRACE_COUNTS["train"]
     x2, y2 = two_points(dx2=0.3, dy2=0.9)
-    train(net, x2, y2, key=jax.random.key(5), lr=0.02, steps=10)
-    train(net, X, Y, key=KEY, lr=jnp.float32(0.03), gain=1.7, steps=10)
-    train(net, X, Y, key=KEY, lr=0.01, steps=10, gain=0.3)
-    assert training._TRACE_COUNTS["train"] == before
-    train(net, X, Y, key=KEY, lr=0.01, steps=20)  # a new number of steps is a new shape
-    assert training._TRACE_COUNTS["train"] == before + 1
+    with CompileLog() as log:
+        train(net, x2, y2, key=jax.random.key(5), lr=0.02, steps=10)
+        train(net, X, Y, key=KEY, lr=jnp.float32(0.03), gain=1.7, steps=10)
+        train(net, X, Y, key=KEY, lr=0.01, steps=10, gain=0.3)
+    assert log.traced == [] and log.compiled == []
+    with CompileLog() as log:
+        train(net, X, Y, key=KEY, lr=0.01, steps=20)  # a new number of steps is a new shape
+    assert log.traced.count("_train_core") == 1 and log.compiled.count("_train_core") == 1
 
 
 def test_absurd_learning_rate_is_flagged():
@@ -284,9 +286,12 @@ def test_two_layer_linear_flow_conserves_balance(x64):
 def test_flow_vmap_and_compiles_once():
     net = make_network("mlp", in_dim=1, out_dim=1, width=8, depth=2, activation="tanh")
     gradient_flow(net, X, Y, key=KEY, lr=0.05, t_max=20, save_every=5)
-    before = training._TRACE_COUNTS["flow"]
-    gradient_flow(net, X, Y, key=jax.random.key(4), lr=0.07, t_max=20, save_every=5, gain=0.8)
-    assert training._TRACE_COUNTS["flow"] == before
+    with CompileLog() as log:
+        gradient_flow(net, X, Y, key=jax.random.key(4), lr=0.07, t_max=20, save_every=5, gain=0.8)
+    assert log.traced == [] and log.compiled == []
+    with CompileLog() as log:  # more save times are a new shape: the check can fail
+        gradient_flow(net, X, Y, key=KEY, lr=0.05, t_max=25, save_every=5)
+    assert "_flow_core" in log.traced and "_flow_core" in log.compiled
     keys = jax.random.split(KEY, 3)
     batched = jax.vmap(lambda k: gradient_flow(net, X, Y, key=k, lr=0.05, t_max=20, save_every=5))(
         keys
