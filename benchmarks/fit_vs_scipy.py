@@ -1,6 +1,6 @@
 """rep_align.fit against the reference approach: scipy.optimize.minimize over solve_ivp.
 
-Task: fit (η_h, η_y) to recorded h, y, w trajectories (THEORY.md section 5). The records are
+Task: fit (η_h, η_y) to recorded h, y, w trajectories (docs/theory.md §5). The records are
 synthetic theory trajectories with small noise, shaped like the two-point experiments:
 rates log-uniform in 1e-4 … 1e-2 per step, T = 300 save times over 12,000 steps (``--t-max``),
 network-like initial states (h0 = dx2·g with g log-uniform in 0.05 … 2, y0/h0 log-uniform in
@@ -9,7 +9,7 @@ RMS (the first, initial state is kept exact: both fitters start from it).
 
 Both sides minimise the same loss (mean over h, y, w of the squared error divided by the
 observable's spread; ``rep_align.fit`` module docstring), integrate the same equations (the
-regular coordinates of THEORY.md section 2) with the same class of solver, explicit adaptive
+regular coordinates of docs/theory.md §2) with the same class of solver, explicit adaptive
 Runge-Kutta (diffrax ``Tsit5`` inside ``theory.solve`` and SciPy's ``RK45``, both of order
 5(4); if ``theory.solve`` uses ``Dopri8``, SciPy uses ``DOP853``, read from the source), at
 the same tolerances (rtol 1e-8, atol 1e-10), in float64, with the same step cap per solve
@@ -51,13 +51,11 @@ from scipy.optimize import minimize
 
 
 def _defaults() -> dict:
+    import dataclasses
+
     from rep_align import fit
 
-    return {
-        k: v.default
-        for k, v in inspect.signature(fit.fit_rates).parameters.items()
-        if v.default is not inspect.Parameter.empty
-    }
+    return dataclasses.asdict(fit.FitOptions())
 
 
 # The scan and step caps of rep_align.fit's defaults, so that both sides scan alike.
@@ -179,13 +177,9 @@ class ScipyFit:
         if start == "rich":
             ratio = float(self.z_obs[-1, 0]) ** 2 / (self.dx2 * self.dy2)
         else:  # rep_align.fit's estimate from the conserved quantity
-            from rep_align.fit import _start_ratio
+            from rep_align.fit import start_ratio
 
-            ratio = float(
-                _start_ratio(
-                    self.z_obs[None], np.array([self.dx2]), np.array([self.dy2]), "theory"
-                )[0]
-            )
+            ratio = float(start_ratio(self.z_obs[None], dx2=self.dx2, dy2=self.dy2)[0])
         root = math.sqrt(ratio)
         best, best_c = math.inf, None
         # Same rules as rep_align.fit's coarse scan: ascending scales; stop after a failed

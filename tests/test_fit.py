@@ -1,5 +1,6 @@
 """Fitting effective rates: recovery of known rates, batch vs single-run oracles, R² and
-loss definitions against NumPy, eta_m, ablations, recompilation and input checks."""
+loss definitions against NumPy, eta_m, ablations, recompilation, fitting recorded runs in
+bulk (masking, padding, h∞ from fitted rates), options and input checks."""
 
 import logging
 
@@ -11,7 +12,7 @@ import pytest
 from rep_align import fit, theory
 
 # Records of 12,000 steps at 121 save times. Rates span 1e-4 … 1e-2 per step and ratios
-# η_h/η_y from 1/16 to 20; the initial states cover the regimes of THEORY.md section 3.
+# η_h/η_y from 1/16 to 20; the initial states cover the regimes of docs/theory.md §3.
 TS = np.linspace(0.0, 12_000.0, 121)
 CASES = {
     "rich": dict(z0=(1e-3, 1e-5, 1e-6), eta_h=1e-3, eta_y=2e-3, dx2=1.0, dy2=0.5),
@@ -121,6 +122,14 @@ def test_plain_least_squares_option(x64):
     np.testing.assert_allclose(
         res.loss, _np_loss(z_obs, np.asarray(res.z_fit), normalize=False), rtol=1e-9
     )
+    # the same setting given as FitOptions, or as an override of other options: one fit
+    for options, extra in (
+        (fit.FitOptions(normalize=False), {}),
+        (fit.FitOptions(normalize=True, max_iter=7), dict(normalize=False, max_iter=50)),
+    ):
+        same = fit.fit_rates(TS, z_obs, **_pair(), options=options, **extra)
+        np.testing.assert_array_equal(same.eta_h, res.eta_h)
+        np.testing.assert_array_equal(same.loss, res.loss)
     # unweighted, the small observables of the rich record hardly count: check the others
     big = np.array([NAMES.index(n) for n in ("flip", "y0_above_dy2", "fast")])
     assert np.all(res.success[big])
@@ -319,6 +328,179 @@ def test_ablation_flip_w(x64):
 @pytest.mark.parametrize("variant", [v for v in theory.VARIANTS if v not in ("theory", "flip_w")])
 def test_ablations(x64, variant):
     _check_ablation(variant)
+
+
+# ----------------------------------------------------------------------------------------
+# Recorded runs in bulk: masking, padding, h∞ from fitted rates
+# ----------------------------------------------------------------------------------------
+
+# Rows 1, 3, 5 cannot be fitted: a non-finite record, h0 = 0, y0 < 0.
+_UNFIT = np.array([False, True, False, True, False, True])
+
+
+def _bulk():
+    with jax.enable_x64(True):
+        z = _noisy(_records(["rich", "lazy", "fast"]), 1e-3, seed=7)[[0, 0, 1, 1, 2, 2]]
+    z[1, 40, 2] = np.nan
+    z[3, 0, 0] = 0.0
+    z[5, 0, 1] = -0.1
+    dx2 = np.array([1.0, 1.0, 0.7, 0.7, 0.8, 0.8])
+    dy2 = np.array([0.5, 0.5, 0.3, 0.3, 0.9, 0.9])
+    return z, dx2, dy2
+
+
+def _assert_same(a, b):
+    for name in ("eta_h", "eta_y", "loss", "r2", "success", "num_iters", "z_fit"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def _assert_unfitted(res, rows):
+    assert np.all(np.isnan(res.eta_h[rows])) and np.all(np.isnan(res.eta_y[rows]))
+    assert np.all(np.isnan(res.loss[rows])) and np.all(np.isnan(res.r2[rows]))
+    assert not np.any(res.success[rows]) and np.all(res.num_iters[rows] == -1)
+    assert np.all(np.isnan(res.z_fit[rows]))
+
+
+def test_fit_records_masks_and_pads():
+    # float32 records, fitted in float64 outside any x64 context
+    z, dx2, dy2 = _bulk()
+    ok = np.flatnonzero(~_UNFIT)
+    compact = fit.fit_records(TS, z.astype(np.float32), dx2=dx2, dy2=dy2, return_trajectory=True)
+    padded = fit.fit_records(TS, z, dx2=dx2, dy2=dy2, return_trajectory=True, pad_to=6)
+    for res in (compact, padded):
+        assert isinstance(res.eta_h, np.ndarray) and res.eta_h.dtype == np.float64
+        assert res.eta_h.shape == (6,) and res.z_fit.shape == z.shape
+        assert res.num_iters.dtype.kind == "i"
+        _assert_unfitted(res, _UNFIT)
+        assert np.all(res.success[ok])
+    # each mode is fit_rates on its own batch: the fittable runs, compacted, or padded to
+    # 6 rows with copies of the first of them
+    with jax.enable_x64(True):
+        z64 = z.astype(np.float32).astype(np.float64)
+        direct = fit.fit_rates(TS, z64[ok], dx2=dx2[ok], dy2=dy2[ok], return_trajectory=True)
+        rows = np.concatenate([ok, np.full(6 - ok.size, ok[0])])
+        direct_pad = fit.fit_rates(
+            TS, z[rows], dx2=dx2[rows], dy2=dy2[rows], return_trajectory=True
+        )
+    _assert_same(jax.tree_util.tree_map(lambda a: np.asarray(a)[ok], compact), direct)
+    cut = jax.tree_util.tree_map(lambda a: np.asarray(a)[: ok.size], direct_pad)
+    _assert_same(jax.tree_util.tree_map(lambda a: a[ok], padded), cut)
+    # a caller's own mask (row 2 out), settings as options and overrides
+    where = np.ones(6, bool)
+    where[2] = False
+    res = fit.fit_records(
+        TS, z, dx2=dx2, dy2=dy2, where=where, pad_to=6, options=fit.FitOptions(), normalize=False
+    )
+    assert res.z_fit is None and np.isnan(res.eta_h[2]) and res.num_iters[2] == -1
+    assert np.all(res.success[[0, 4]]) and np.all(np.isnan(res.eta_h[_UNFIT]))
+
+
+def test_fit_records_nothing_to_fit_and_bad_input():
+    # one reason per row; a row that escaped the mask would make fit_rates raise
+    z, dx2, dy2 = _bulk()
+    z, dx2 = z[[1, 3, 5, 0]], np.array([1.0, 0.7, 0.8, 0.0])
+    res = fit.fit_records(TS, z, dx2=dx2, dy2=0.5, return_trajectory=True)
+    _assert_unfitted(res, slice(None))
+    assert res.eta_h.shape == (4,) and res.z_fit.shape == z.shape
+    with pytest.raises(ValueError, match="pad_to"):
+        fit.fit_records(TS, z, dx2=dx2, dy2=0.5, pad_to=3)
+    with pytest.raises(ValueError, match="z_obs"):
+        fit.fit_records(TS, z[0], dx2=1.0, dy2=0.5)
+    with pytest.raises(ValueError, match="dx2"):
+        fit.fit_records(TS, z, dx2=np.ones(3), dy2=0.5)
+    with pytest.raises(ValueError, match="where"):
+        fit.fit_records(TS, z, dx2=dx2, dy2=0.5, where=np.ones(4))
+    with pytest.raises(ValueError, match="variant"):
+        fit.fit_records(TS, z, dx2=dx2, dy2=0.5, variant="nope")
+
+
+def test_fit_eta_m_records(x64):
+    names = ["rich", "lazy", "fast"]
+    z = _records(names)[[0, 1, 2, 0]]
+    eta_m = np.array([3e-3, 2e-4, 1e-2, 5e-4])
+    m0 = np.array([0.2, 0.05, 0.4, 0.1])
+    dy2 = _stack("dy2", names)[[0, 1, 2, 0]]
+    loss = np.array(theory.loss_curve(TS, z, eta_m=eta_m, m0=m0, dy2=dy2, out_dim=2))
+    z[1, 3, 1] = np.nan  # no fitted trajectory for run 1
+    loss[2, -1] = np.inf  # diverged loss of run 2
+    ok, bad = np.array([0, 3]), np.array([1, 2])
+    compact = fit.fit_eta_m_records(TS, loss, z, m0=m0, dy2=dy2, out_dim=2)
+    padded = fit.fit_eta_m_records(TS, loss, z, m0=m0, dy2=dy2, out_dim=2, pad_to=6)
+    direct = fit.fit_eta_m(TS, loss[ok], z[ok], m0=m0[ok], dy2=dy2[ok], out_dim=2)
+    # pad_to: the rows in place, unfittable ones replaced by the first fittable run
+    rows = np.array([0, 0, 0, 3, 0, 0])
+    direct_pad = fit.fit_eta_m(TS, loss[rows], z[rows], m0=m0[rows], dy2=dy2[rows], out_dim=2)
+    for res, ref, at in ((compact, direct, slice(None)), (padded, direct_pad, ok)):
+        assert isinstance(res.eta_m, np.ndarray) and res.eta_m.shape == (4,)
+        for name in ("eta_m", "loss", "r2", "success"):
+            np.testing.assert_array_equal(
+                getattr(res, name)[ok], np.asarray(getattr(ref, name))[at]
+            )
+        assert np.all(np.isnan(res.eta_m[bad])) and np.all(np.isnan(res.loss[bad]))
+        assert np.all(np.isnan(res.r2[bad])) and not np.any(res.success[bad])
+    np.testing.assert_allclose(compact.eta_m[ok], eta_m[ok], rtol=1e-8)
+    # each run's eta_m fit is its own: the two modes agree
+    np.testing.assert_allclose(padded.eta_m, compact.eta_m, rtol=1e-12)
+    nothing = fit.fit_eta_m_records(TS, loss[bad], z[bad], m0=0.1, dy2=0.5, out_dim=2)
+    assert np.all(np.isnan(nothing.eta_m)) and not np.any(nothing.success)
+    with pytest.raises(ValueError, match="z_fit"):
+        fit.fit_eta_m_records(TS, loss, z[:3], m0=m0, dy2=dy2, out_dim=2)
+
+
+def test_predicted_final_distance():
+    h0 = np.array([0.3, 2.0, 0.0, 0.5, 0.5, 0.5, np.nan, 0.4])
+    y0 = np.array([0.1, 0.8, 0.1, -0.1, 0.1, 0.1, 0.1, 0.0])
+    eta_h = np.array([1e-3, 4e-4, 1e-3, 1e-3, np.nan, 0.0, 1e-3, 2e-3])
+    eta_y = np.array([2e-3, 1e-3, 2e-3, 2e-3, 2e-3, 2e-3, 2e-3, 5e-4])
+    dx2 = np.array([1.0, 0.7, 1.0, 1.0, 1.0, 1.0, 1.0, 1.5])
+    with jax.enable_x64(True):  # float64 on request
+        out = fit.predicted_final_distance(h0, y0, eta_h, eta_y, dx2, 0.6)
+    valid = np.array([True, True, False, False, False, False, False, True])
+    assert out.dtype == np.float64 and out.shape == (8,)
+    assert np.all(np.isnan(out[~valid]))
+    with jax.enable_x64(True):
+        ref = theory.final_distance(
+            h0[valid], y0[valid], eta_h=eta_h[valid], eta_y=eta_y[valid], dx2=dx2[valid], dy2=0.6
+        )
+    np.testing.assert_array_equal(out[valid], np.asarray(ref))
+    # the closed form (3.2): the positive root of h² − A_high h − A_low² = 0
+    rho = eta_h[valid] / eta_y[valid]
+    a_high, a_low2 = h0[valid] - rho * dx2[valid] * y0[valid] / h0[valid], rho * dx2[valid] * 0.6
+    np.testing.assert_allclose(out[valid], a_high / 2 + np.sqrt(a_high**2 / 4 + a_low2), rtol=1e-12)
+    assert np.isnan(fit.predicted_final_distance(1.0, 0.1, 1e-3, np.inf, 1.0, 0.5))
+    # by default in JAX's default float (float32 here), as the summaries are computed
+    out32 = fit.predicted_final_distance(h0, y0, eta_h, eta_y, dx2, 0.6)
+    ref32 = theory.final_distance(
+        h0[valid], y0[valid], eta_h=eta_h[valid], eta_y=eta_y[valid], dx2=dx2[valid], dy2=0.6
+    )
+    assert np.asarray(ref32).dtype == np.float32
+    np.testing.assert_array_equal(out32[valid], np.asarray(ref32, np.float64))
+    np.testing.assert_allclose(out32[valid], out[valid], rtol=1e-6)
+    assert np.all(np.isnan(out32[~valid]))
+
+
+# ----------------------------------------------------------------------------------------
+# Options
+# ----------------------------------------------------------------------------------------
+
+
+def test_fit_options():
+    default = fit.FitOptions()
+    assert default == fit.FitOptions(rtol=1e-8) and hash(default) == hash(fit.FitOptions())
+    assert fit.FitOptions(max_steps=512.0).max_steps == 512
+    assert fit.FitOptions(scan_range=[1e-4, 1]).scan_range == (1e-4, 1.0)
+    with pytest.raises(ValueError, match="normalize"):
+        fit.FitOptions(normalize="yes")
+    with pytest.raises(ValueError, match="scan_points"):
+        fit.FitOptions(scan_points=2)
+    with pytest.raises(ValueError, match="atol"):
+        fit.FitOptions(atol=-1.0)
+    with pytest.raises(ValueError, match="scan_range"):
+        fit.FitOptions(scan_range=(1e-3, np.inf))
+    with pytest.raises(ValueError, match="options"):
+        fit.fit_rates(_GOOD["ts"], _GOOD["z"], dx2=1.0, dy2=0.5, options=dict(rtol=1e-6))
+    with pytest.raises(TypeError, match="tolerance"):
+        fit.fit_rates(_GOOD["ts"], _GOOD["z"], dx2=1.0, dy2=0.5, tolerance=1e-6)
 
 
 # ----------------------------------------------------------------------------------------
