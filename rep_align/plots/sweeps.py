@@ -12,7 +12,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from rep_align.plots._panels import draw_hywl, hywl_axes, save
 
 __all__ = [
     "choose_axes",
@@ -138,7 +141,7 @@ def plot_heatmap(results, quantity: str, *, x: str, y: str) -> Figure:
 
 
 def plot_final_vs_theory(results) -> Figure:
-    """Measured final h against the analytic h∞ from the fitted rates (THEORY.md §3).
+    """Measured final h against the analytic h∞ from the fitted rates (``docs/theory.md`` §3).
 
     Raises:
         ValueError: if the sweep did not fit rates.
@@ -159,13 +162,16 @@ def plot_final_vs_theory(results) -> Figure:
 
 
 def plot_trajectories(results, group: str, *, color_by: str | None = None) -> Figure:
-    """h (read-out layer), y, w and loss of every run of one group over time.
+    """h (read-out layer), y, w and loss of every run of one group over time (solid).
 
     Arguments:
         results: a ``SweepResults`` of a sweep that saved trajectories.
         group: a value of ``results.table["group"]``.
         color_by: axis whose value sets each line's colour (default: the x of
             ``choose_axes``).
+
+    Returns:
+        A 2×2 ``Figure`` (the shared h/y/w/loss panel), one line per run.
 
     Raises:
         ValueError: if trajectories were not saved, or the group is unknown.
@@ -181,25 +187,18 @@ def plot_trajectories(results, group: str, *, color_by: str | None = None) -> Fi
         shade = (cvals - lo) / (hi - lo) if hi > lo else np.zeros(len(cvals))
     else:
         shade = np.zeros(len(rows))
-    from matplotlib import colormaps
-
     cmap = colormaps["viridis"]
     fig = Figure(figsize=(9, 6), layout="constrained")
-    axes = fig.subplots(2, 2, sharex=True).ravel()
-    t = traj["times"]
-    series = (
-        (traj["h"][:, :, layer], f"h (layer {layer})"),
-        (traj["y"], "y"),
-        (traj["w"], "w"),
-        (traj["loss"], "loss"),
+    draw_hywl(
+        hywl_axes(fig),
+        traj["times"],
+        (traj["h"][:, :, layer], traj["y"], traj["w"], traj["loss"]),
+        colors=[cmap(s) for s in shade],
+        labels=(f"h (layer {layer})", "y", "w", "loss"),
+        xlabel="time (gradient steps)",
+        linewidth=0.8,
+        alpha=0.8,
     )
-    for ax, (data, name) in zip(axes, series, strict=True):
-        for k in range(len(rows)):
-            ax.plot(t, data[k], color=cmap(shade[k]), lw=0.8, alpha=0.8)
-        ax.set_ylabel(name)
-    axes[3].set_yscale("log")
-    for ax in axes[2:]:
-        ax.set_xlabel("time (gradient steps)")
     if cvals is not None:
         fig.suptitle(f"group {group}: colour = {color_by} ({np.min(cvals):g} … {np.max(cvals):g})")
     return fig
@@ -217,27 +216,25 @@ def standard_figures(results, out: str | os.PathLike, *, fmt: str = "png") -> li
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    def save(fig: Figure, name: str) -> None:
-        path = out / f"{name}.{fmt}"
-        fig.savefig(path, dpi=120)
-        written.append(path)
+    def write(fig: Figure, name: str) -> None:
+        written.append(save(fig, out / f"{name}.{fmt}", dpi=120))
 
     if len(results) == 0:
         return written
     x, hue = choose_axes(results)
     fitted = "eta_h" in results.table
     if x is not None:
-        save(plot_against(results, ["h_final", "loss_final"], x=x, hue=hue), "final_vs_" + x)
+        write(plot_against(results, ["h_final", "loss_final"], x=x, hue=hue), "final_vs_" + x)
         if fitted:
-            save(plot_against(results, ["eta_h", "eta_y"], x=x, hue=hue), "rates_vs_" + x)
+            write(plot_against(results, ["eta_h", "eta_y"], x=x, hue=hue), "rates_vs_" + x)
     if x is not None and hue is not None:
-        save(plot_heatmap(results, "h_final", x=x, y=hue), "heatmap_h_final")
+        write(plot_heatmap(results, "h_final", x=x, y=hue), "heatmap_h_final")
         if fitted:
             for q in ("r2_h", "r2_y", "r2_w"):
-                save(plot_heatmap(results, q, x=x, y=hue), f"heatmap_{q}")
+                write(plot_heatmap(results, q, x=x, y=hue), f"heatmap_{q}")
     if fitted:
-        save(plot_final_vs_theory(results), "h_final_vs_theory")
+        write(plot_final_vs_theory(results), "h_final_vs_theory")
     if results.spec.save_trajectories:
         group = str(results.table["group"][0])
-        save(plot_trajectories(results, group), "trajectories")
+        write(plot_trajectories(results, group), "trajectories")
     return written
