@@ -37,9 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
 
-    # rep_align first: it sets JAX's host devices (rep_align.devices), which only works
-    # before anything initialises JAX's backend (machine_info lists the devices).
-    import rep_align  # noqa: F401
+    # One JAX host device per core (rep_align.devices), which only works before anything
+    # initialises JAX's backend (machine_info lists the devices).
+    from rep_align.devices import use_host_devices
+
+    use_host_devices()
     from benchmarks.common import machine_info, matmul_peak, memory_bandwidth
 
     results: dict = {"quick": args.quick, "machine": machine_info()}

@@ -96,7 +96,7 @@ def worker(workload: str, size: dict) -> dict:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before XLA sizes its pools
     from rep_align import devices
 
-    devices.configure_host_devices()  # what ``import rep_align`` does, made explicit
+    devices.use_host_devices()  # what the rep-align commands and the benchmarks do
     import jax
 
     out: dict = {"devices": jax.local_device_count(), "xla_flags": os.environ.get("XLA_FLAGS")}

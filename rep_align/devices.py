@@ -23,13 +23,18 @@ device running its part with no communication:
   device (10^4 trajectories: 1.6 times faster on 2 devices than on one, where the solve
   keeps 1.1 cores busy).
 
-**What importing rep_align does.** ``rep_align/__init__.py`` calls
-``configure_host_devices()`` once its modules are imported (they create no arrays, so
-JAX's backend is not initialised yet). It asks JAX for one CPU device per usable core
-(``jax_num_cpu_devices``), and does nothing when
+**Asking for one device per core.** Importing rep_align changes nothing in JAX. The
+``rep-align`` commands and the benchmarks call ``use_host_devices()`` before anything
+touches JAX; a script or notebook that wants the same calls it right after its imports::
+
+    import rep_align
+    rep_align.devices.use_host_devices()   # before the first JAX operation
+
+It asks JAX for one CPU device per usable core (the ``jax_num_cpu_devices`` option), and
+does nothing when
 
 - JAX's backend is already initialised (an array was created, or ``jax.devices()`` was
-  called, before ``import rep_align``): the device count can no longer change;
+  called): the device count can no longer change, and JAX says so, which is caught;
 - the user chose a count: ``XLA_FLAGS`` contains ``--xla_force_host_platform_device_count``,
   the environment sets ``JAX_NUM_CPU_DEVICES``, or ``jax_num_cpu_devices`` was configured;
 - the opt-out is set: ``REP_ALIGN_HOST_DEVICES=0`` (or ``1``, ``off``, ``false``, ``no``);
@@ -39,10 +44,8 @@ JAX's backend is not initialised yet). It asks JAX for one CPU device per usable
 Effect on JAX: on a CPU-only machine ``jax.devices()`` and ``jax.local_devices()`` list n
 ``CpuDevice``s instead of one and ``jax.device_count()`` is n. Arrays are still created on
 ``jax.devices()[0]`` and a single jitted call still runs there, with the same intra-op
-threads as before. Code that assumes one CPU device, or that shards over
-``jax.devices()`` (``pmap``, ``shard_map`` over all devices), sees n. On a machine with a
-GPU or TPU, ``jax.devices()`` is unchanged (the accelerators); only ``jax.devices("cpu")``
-grows.
+threads as before. On a machine with a GPU or TPU, ``jax.devices()`` is unchanged (the
+accelerators); only ``jax.devices("cpu")`` grows, so the setting is harmless there.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["ENV_VAR", "configure_host_devices", "usable_cores", "vmap_over_devices"]
+__all__ = ["ENV_VAR", "use_host_devices", "usable_cores", "vmap_over_devices"]
 
 #: Environment variable: ``0``/``1``/``off`` keeps JAX's single CPU device; ``n`` ≥ 2 asks
 #: for n host devices; unset means one per usable core.
@@ -68,7 +71,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def configure_host_devices(n: int | None = None) -> int | None:
+def use_host_devices(n: int | None = None) -> int | None:
     """Ask JAX for ``n`` CPU devices (default: one per usable core) if that is still possible.
 
     See the module docstring for when this does nothing. Safe to call more than once.
@@ -85,7 +88,8 @@ def configure_host_devices(n: int | None = None) -> int | None:
             or ``n`` < 1.
     """
     import jax
-    from jax._src import xla_bridge
+
+    from rep_align import checks
 
     setting = os.environ.get(ENV_VAR, "").strip().lower()
     if setting in _OFF:
@@ -97,18 +101,19 @@ def configure_host_devices(n: int | None = None) -> int | None:
             raise ValueError(
                 f"{ENV_VAR} must be an integer or one of {sorted(_OFF)}, got {setting!r}"
             ) from None
-    if n is not None and (isinstance(n, bool) or int(n) < 1):
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if n is not None:
+        n = checks.integer("n", n, minimum=1)
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
     if "JAX_NUM_CPU_DEVICES" in os.environ or jax.config.jax_num_cpu_devices >= 0:
         return None
-    if xla_bridge.backends_are_initialized():
-        return None
-    n = usable_cores() if n is None else int(n)
+    n = usable_cores() if n is None else n
     if n < 2:
         return None
-    jax.config.update("jax_num_cpu_devices", n)
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX's backend is already initialised: too late to change
+        return None
     return n
 
 

@@ -1,66 +1,151 @@
-"""Hyper-parameters of the reference study, as data (PRESETS.md).
+"""Hyper-parameters of the reference study, as run configurations (docs/presets.md).
 
-Frozen dataclasses only: nothing here builds networks or trains. Learning rates are those
-of the reference study's tables; use ``trajectory_protocol()`` (lr/2, 2× epochs) for the
-trajectory figures, as PRESETS.md prescribes.
+Frozen dataclasses only: nothing here builds networks or trains. A two-point preset is a
+``RunConfig`` with a name and the reference study's protocols; learning rates are those of
+the reference study's tables; use ``trajectory_protocol()`` (lr/2, 2× epochs) for the
+trajectory figures and ``grid_protocol()`` for the final-distance grid, as
+docs/presets.md ("Protocols") prescribes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from types import MappingProxyType
+from typing import Any
+
+from rep_align.config import RunConfig
+from rep_align.networks import num_hidden
 
 __all__ = [
+    "GRID_DISCARD_LOSS",
+    "GRID_MAX_EPOCHS",
+    "GRID_STOP_EVERY",
+    "GRID_STOP_LOSS",
     "TWO_POINT_PRESETS",
     "XOR_PRESETS",
     "TwoPointPreset",
     "XorPreset",
     "get_preset",
     "get_xor_preset",
+    "record_every_for",
 ]
+
+
+#: Quick mode's size caps: width ≤ 64, depth ≤ 4 (CNN ≤ 3); see ``TwoPointPreset.quick``.
+QUICK_WIDTH = 64
+QUICK_DEPTH = 4
+QUICK_CNN_DEPTH = 3
+
+#: The final-distance grid protocol (docs/presets.md, "Protocols"): lr/5, at most 40,000
+#: epochs, each run stopped at its first record (every 100 epochs) below loss 1e-4; a run
+#: still above 1e-3 is discarded.
+GRID_MAX_EPOCHS = 40_000
+GRID_STOP_EVERY = 100
+GRID_STOP_LOSS = 1e-4
+GRID_DISCARD_LOSS = 1e-3
+
+
+def record_every_for(steps: int, target_records: int = 600) -> int:
+    """Largest divisor of ``steps`` giving at least ``target_records`` records (≥ 1)."""
+    k = max(1, steps // target_records)
+    while steps % k:
+        k -= 1
+    return k
 
 
 @dataclasses.dataclass(frozen=True)
 class TwoPointPreset:
-    """One row of PRESETS.md's two-point table.
+    """One row of the reference study's two-point table (docs/presets.md, "Two-point task").
+
+    A preset is a run configuration plus its name and protocols: ``config`` is the table's
+    row as a ``RunConfig`` (the table's learning rate, ``steps`` = the table's epochs, the
+    read-out ``layer``, about 600 records), and ``trajectory_protocol``, ``grid_protocol``
+    and ``quick`` derive the configurations the experiments run.
 
     Attributes:
         name: preset name ("default", "shallow", …).
-        arch: "mlp", "resnet", "cnn" or "dropout" (``rep_align.networks`` names; the
-            table's "skip" is "resnet").
-        activation: nonlinearity name of ``rep_align.networks.ACTIVATIONS``.
-        gain: Xavier-normal init gain.
-        lr: learning rate of the table (plain full-batch gradient descent on 0.5·mse unless
-            ``optimizer`` says otherwise).
-        width: P. depth: L, hidden layers.
-        epochs: full-batch steps of the table.
-        layer: hidden layer read out (index into the network's hidden activations).
-        optimizer: "sgd" or "adam".
-        dx2, dy2, in_dim, out_dim: the data (PRESETS.md: dx2 = 1, dy2 = 0.5, dims 1).
+        config: the row as a ``RunConfig`` (seed 0; experiments set the seeds).
+
+    The row's values are also attributes: ``arch`` ("mlp", "resnet", "cnn" or "dropout";
+    the table's "skip" is "resnet"), ``activation``, ``gain``, ``lr``, ``width`` (P),
+    ``depth`` (L, hidden layers), ``epochs`` (full-batch steps), ``layer`` (the hidden
+    layer read out), ``optimizer`` ("sgd" or "adam"), ``dx2``, ``dy2``, ``in_dim``,
+    ``out_dim`` (the data: dx2 = 1, dy2 = 0.5, dims 1).
     """
 
     name: str
-    arch: str
-    activation: str
-    gain: float
-    lr: float
-    width: int
-    depth: int
-    epochs: int
-    layer: int
-    optimizer: str = "sgd"
-    dx2: float = 1.0
-    dy2: float = 0.5
-    in_dim: int = 1
-    out_dim: int = 1
+    config: RunConfig
+
+    arch = property(lambda self: self.config.arch)
+    activation = property(lambda self: self.config.activation)
+    gain = property(lambda self: self.config.gain)
+    lr = property(lambda self: self.config.lr)
+    width = property(lambda self: self.config.width)
+    depth = property(lambda self: self.config.depth)
+    epochs = property(lambda self: self.config.steps)
+    layer = property(lambda self: self.config.layer)
+    optimizer = property(lambda self: self.config.optimizer)
+    dx2 = property(lambda self: self.config.dx2)
+    dy2 = property(lambda self: self.config.dy2)
+    in_dim = property(lambda self: self.config.in_dim)
+    out_dim = property(lambda self: self.config.out_dim)
+
+    def describe(self) -> dict[str, Any]:
+        """The row as plain values (for JSON): name, arch, activation, gain, lr, width,
+        depth, epochs, layer, optimizer, dx2, dy2, in_dim, out_dim."""
+        keys = ("arch", "activation", "gain", "lr", "width", "depth", "epochs", "layer")
+        keys += ("optimizer", "dx2", "dy2", "in_dim", "out_dim")
+        return {"name": self.name, **{k: getattr(self, k) for k in keys}}
+
+    def replace(self, *, epochs: int | None = None, **changes: Any) -> TwoPointPreset:
+        """A copy with ``changes`` to the configuration (``epochs`` sets ``steps``; the
+        record interval follows the new length unless ``record_every`` is given)."""
+        if epochs is not None:
+            changes["steps"] = epochs
+            changes.setdefault("record_every", record_every_for(epochs))
+        return dataclasses.replace(self, config=self.config.replace(**changes))
 
     def trajectory_protocol(self) -> TwoPointPreset:
         """The protocol of the trajectory figures and rate fits: lr/2 and 2 × epochs."""
-        return dataclasses.replace(self, lr=self.lr / 2, epochs=2 * self.epochs)
+        return self.replace(lr=self.lr / 2, epochs=2 * self.epochs)
+
+    def grid_protocol(self, *, max_epochs: int = GRID_MAX_EPOCHS) -> TwoPointPreset:
+        """The final-distance grid protocol: lr/5, up to ``max_epochs`` epochs (a multiple
+        of 100), each run stopped at its first record every 100 epochs below loss 1e-4."""
+        return self.replace(
+            lr=self.lr / 5,
+            epochs=max_epochs,
+            record_every=GRID_STOP_EVERY,
+            stop_loss=GRID_STOP_LOSS,
+        )
+
+    def quick(self) -> TwoPointPreset:
+        """A small stand-in: width ≤ 64, depth ≤ 4 (CNN ≤ 3), the read-out layer at the
+        same relative depth; learning rate, epochs and data unchanged. Outside the regime
+        the theory describes (flexible networks): for a fast, complete pipeline only."""
+        cnn = self.arch == "cnn"
+        depth = min(self.depth, QUICK_CNN_DEPTH if cnn else QUICK_DEPTH)
+        width = min(self.width, QUICK_WIDTH)
+        n_hidden = num_hidden(self.arch, depth)
+        layer = min(n_hidden - 1, round(self.layer * depth / self.depth))
+        return self.replace(width=width, depth=depth, layer=layer)
 
 
-def _tp(name, arch, activation, gain, lr, width, depth, layer, **kw) -> TwoPointPreset:
-    return TwoPointPreset(name, arch, activation, gain, lr, width, depth, 3000, layer, **kw)
+def _tp(name, arch, activation, gain, lr, width, depth, layer, optimizer="sgd") -> TwoPointPreset:
+    config = RunConfig(
+        task="two_points",
+        arch=arch,
+        activation=activation,
+        gain=gain,
+        lr=lr,
+        width=width,
+        depth=depth,
+        steps=3000,
+        record_every=record_every_for(3000),
+        layer=layer,
+        optimizer=optimizer,
+    )
+    return TwoPointPreset(name, config)
 
 
 _TWO_POINT = (
@@ -92,7 +177,8 @@ TWO_POINT_PRESETS: MappingProxyType[str, TwoPointPreset] = MappingProxyType(
 
 @dataclasses.dataclass(frozen=True)
 class XorPreset:
-    """One row of PRESETS.md's XOR table (ReLU MLP on the four XOR points).
+    """One row of the reference study's XOR table (docs/presets.md, "XOR"): a ReLU MLP on
+    the four XOR points.
 
     Attributes:
         name: "rich", "intermediate", "lazy" or "shallow".

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rep_align import fit, theory
-from rep_align.experiments._common import observed, train_batch
+from rep_align.experiments.common import observed, store_root, train_seeds
 from rep_align.experiments.two_points import protocol_preset
 
 
@@ -53,7 +53,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     preset = protocol_preset(args.preset, quick=args.quick)
-    ts, z = observed(train_batch(preset, np.array([args.seed])), preset.layer)
+    with store_root(None) as tmp:
+        runs = train_seeds(preset.config, [args.seed], store=tmp / "scan", name="scan")
+    ts, z = observed(runs.records, preset.layer)
     z = z[0]
     with jax.enable_x64(True):
         res = fit.fit_rates(jnp.asarray(ts), jnp.asarray(z[None]), dx2=preset.dx2, dy2=preset.dy2)

@@ -6,9 +6,10 @@ import os
 import jax
 import pytest
 
-# rep_align gives JAX one CPU device per core by default (rep_align.devices). The suite is
-# written for JAX's single CPU device (e.g. chunk counts in test_sweep), so it keeps that
-# unless told otherwise; tests of several devices force them in subprocesses.
+# The rep-align commands ask JAX for one CPU device per core (rep_align.devices). The suite is
+# written for JAX's single CPU device (e.g. chunk counts in test_sweep), also where it calls
+# the CLI in-process, so it keeps that unless told otherwise; tests of several devices force
+# them in subprocesses.
 os.environ.setdefault("REP_ALIGN_HOST_DEVICES", "0")
 
 

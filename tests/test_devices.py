@@ -1,4 +1,5 @@
-"""Host devices: the import-time default, its opt-outs, and work split over devices."""
+"""Host devices: importing changes nothing, ``use_host_devices`` and its opt-outs, and work
+split over devices."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ _PROBE = textwrap.dedent(
     import jax
     if sys.argv[1] == "init-first":
         jax.numpy.zeros(1)  # initialises the backend: too late to change the device count
-    import rep_align  # sets the host device count, if it still can
+    import rep_align  # changes nothing
+    if sys.argv[1] != "import-only":
+        rep_align.devices.use_host_devices()  # sets the host device count, if it still can
     print(json.dumps(len(jax.devices())))
     """
 )
@@ -53,11 +56,14 @@ def _devices_in_fresh_process(env: dict, mode: str = "plain") -> int:
         # an explicit XLA setting wins over rep_align's
         ({"XLA_FLAGS": _FORCE4, devices.ENV_VAR: "3"}, "plain", 4),
         ({"JAX_NUM_CPU_DEVICES": "2", devices.ENV_VAR: "3"}, "plain", 2),
-        # too late: JAX's backend was initialised before rep_align was imported
+        # too late: JAX's backend was initialised before the call
         ({devices.ENV_VAR: "3"}, "init-first", 1),
+        # importing the package alone changes nothing
+        ({devices.ENV_VAR: "3"}, "import-only", 1),
+        ({}, "import-only", 1),
     ],
 )
-def test_import_sets_host_devices_unless_told_otherwise(env, mode, expected):
+def test_use_host_devices_unless_told_otherwise(env, mode, expected):
     assert _devices_in_fresh_process(env, mode) == expected
 
 
@@ -69,20 +75,21 @@ def test_default_is_one_device_per_usable_core():
 def test_bad_setting_is_named(monkeypatch):
     monkeypatch.setenv(devices.ENV_VAR, "many")
     with pytest.raises(ValueError, match=devices.ENV_VAR):
-        devices.configure_host_devices()
+        devices.use_host_devices()
 
 
-def test_configure_after_initialisation_changes_nothing():
+def test_use_after_initialisation_changes_nothing():
     jax.devices()
-    assert devices.configure_host_devices(5) is None
+    assert devices.use_host_devices(5) is None
 
 
 def test_vmap_over_devices_matches_vmap_on_forced_devices(tmp_path):
     # Five members over three devices: padded to six, the padding dropped again.
     script = textwrap.dedent(
         """
+        from rep_align.devices import use_host_devices, vmap_over_devices
+        use_host_devices()  # REP_ALIGN_HOST_DEVICES=3
         import jax, jax.numpy as jnp, numpy as np
-        from rep_align.devices import vmap_over_devices
         assert len(jax.local_devices()) == 3
         def fn(key, scale, pair):
             a, b = pair
@@ -123,9 +130,11 @@ def test_train_ensemble_matches_a_loop_of_train(vmap_size):
             np.testing.assert_allclose(
                 getattr(ens, field)[i], getattr(one, field), rtol=2e-5, atol=1e-7
             )
-    before = training._TRACE_COUNTS["train"]
+    from _tracing import CompileLog  # JAX's compile log: the library keeps no trace counters
+
+    log = CompileLog().start()
     training.train_ensemble(net, x, y, keys=keys, lr=0.03, steps=30, gain=1.1, vmap_size=vmap_size)
-    assert training._TRACE_COUNTS["train"] == before  # same shapes: nothing recompiled
+    assert log.stop().traced == log.compiled == []  # same shapes: nothing traced or compiled
 
 
 def test_train_ensemble_validates_before_tracing():
@@ -145,8 +154,10 @@ def test_theory_groups_on_two_devices_match_independent_solves():
     # device; the x64 setting of the caller must reach those threads.
     script = textwrap.dedent(
         """
-        import jax, numpy as np
         from rep_align import theory
+        from rep_align.devices import use_host_devices
+        use_host_devices()  # REP_ALIGN_HOST_DEVICES=2
+        import jax, numpy as np
         assert len(jax.local_devices()) == 2
         rng = np.random.default_rng(0)
         n = 3000
@@ -157,7 +168,7 @@ def test_theory_groups_on_two_devices_match_independent_solves():
         z0 = np.stack([h0, y0, y0 * rng.uniform(-1, 1, n)], -1)
         ts = np.linspace(0.0, 2000.0, 6)
         with jax.enable_x64(True):
-            assert theory._n_groups(n) == 2
+            assert theory.solve_group_count(n) == 2
             grouped, info = theory.solve(z0, ts, full_output=True, **kw)
             single = theory.solve(z0, ts, batch="vmap", **kw)
         assert grouped.dtype == np.float64 and bool(np.all(info.success))

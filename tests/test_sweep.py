@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,7 +145,9 @@ def test_bad_spec_fails_before_compute_naming_the_problem(data, message, monkeyp
     def no_compute(*args, **kwargs):
         raise AssertionError("compute started for an invalid spec")
 
-    monkeypatch.setattr(sweep, "_group_function", no_compute)
+    from rep_align import training
+
+    monkeypatch.setattr(training, "train", no_compute)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         sweep.spec_from_dict(data)
 
@@ -164,14 +167,36 @@ def test_bad_spec_file_via_cli_fails_before_compute(tmp_path, capsys):
 # ------------------------------------------------------------------------ running
 
 
+@contextlib.contextmanager
+def _count_compiles():
+    """Count XLA compilations inside the block (JAX's public monitoring events)."""
+    import jax
+
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_groups_compile_once_and_chunked_equals_unchunked(tmp_path, small_store):
     spec = sweep.SweepSpec(**SMALL)
     chunked = sweep.SweepSpec(**SMALL, max_chunk=4)  # 6 runs per group: chunks of 4 and 2
-    before = sweep._TRACE_COUNT["group"]
-    report = sweep.run_sweep(chunked, tmp_path / "chunked")
+    with _count_compiles() as two_chunks:
+        report = sweep.run_sweep(chunked, tmp_path / "chunked")
     assert report.num_groups == 2 and report.num_chunks == 4
-    # One trace per group, however many chunks (the last chunk is padded to full size).
-    assert sweep._TRACE_COUNT["group"] - before == 2
+    # 4 runs per group: one chunk of the same shape per group. The second chunk of a group
+    # (the last one, padded to full size) compiles nothing.
+    one = sweep.SweepSpec(**{**SMALL, "axes": {**SMALL["axes"], "seed": [0, 1]}}, max_chunk=4)
+    with _count_compiles() as one_chunk:
+        assert sweep.run_sweep(one, tmp_path / "one").num_chunks == 2
+    assert two_chunks[0] == one_chunk[0] >= 2
     _assert_same_results(small_store, tmp_path / "chunked")
     res = sweep.load_results(small_store)
     assert len(res) == 12 and res.num_missing == 0
@@ -277,7 +302,9 @@ def test_changed_spec_is_refused_and_same_spec_resumes(tmp_path, small_store, mo
     def no_compute(*args, **kwargs):
         raise AssertionError("compute started for a mismatched spec")
 
-    monkeypatch.setattr(sweep, "_group_function", no_compute)
+    from rep_align import training
+
+    monkeypatch.setattr(training, "train", no_compute)
     changed = sweep.SweepSpec(axes={**SMALL["axes"], "seed": [0, 1, 2, 3]}, fixed=SMALL["fixed"])
     with pytest.raises(sweep.SpecMismatchError, match="different spec"):
         sweep.run_sweep(changed, small_store)

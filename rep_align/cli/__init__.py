@@ -13,25 +13,26 @@ import sys
 
 # command name -> (module under rep_align.cli, one-line help)
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "theory": ("theory", "integrate the two-point effective theory (THEORY.md section 2)"),
+    "theory": ("theory", "integrate the two-point effective theory (docs/theory.md §2)"),
     "sweep": ("sweep", "run or resume a sweep spec (TOML) into a results directory"),
     "sweep-plot": ("sweep_plot", "standard figures of a sweep results directory"),
     "two-points": ("two_points", "reproduce the two-point results: train presets, fit, summarise"),
     "grid": ("grid", "final-distance grid over (dx, dy): measured vs predicted h_inf"),
     "depth": ("depth", "fitted effective rates at every hidden layer of one run"),
-    "ablations": ("ablations", "fit the ablated theories of THEORY.md section 4 to the same runs"),
+    "ablations": ("ablations", "fit the ablated theories of docs/theory.md §4 to the same runs"),
     "train": ("train", "train one two-point preset network; write h, y, w, loss and a plot"),
+    "validity": ("validity", "map where the theory fits: width x depth x gain, every run fitted"),
 }
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from rep_align import __version__
+    from importlib.metadata import version
 
     parser = argparse.ArgumentParser(
         prog="rep-align",
         description="Representation learning dynamics: effective theory and real networks.",
     )
-    parser.add_argument("--version", action="version", version=f"rep_align {__version__}")
+    parser.add_argument("--version", action="version", version=f"rep_align {version('rep_align')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in _COMMANDS.items():
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rep-align`` console script; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    from rep_align.devices import use_host_devices
+
+    use_host_devices()  # one JAX CPU device per core, before anything touches JAX
     try:
         return int(args._run(args) or 0)
     except ValueError as err:  # bad user input found by the library: no traceback

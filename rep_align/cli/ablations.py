@@ -1,4 +1,4 @@
-"""``rep-align ablations``: the ablated theories of THEORY.md section 4 fitted to the same
+"""``rep-align ablations``: the ablated theories of docs/theory.md §4 fitted to the same
 runs as the theory."""
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align.experiments.depth_ablations import run_ablations
+    from rep_align.experiments.ablations import run_ablations
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     res = run_ablations(args.preset, seeds=args.seeds, quick=args.quick, out=args.out)
+    res = res.to_json()
     print(
         f"{'variant':<14} {'mean fit loss':>14} {'std':>10} {'R2 h':>7} {'R2 y':>7} "
         f"{'R2 w':>7} failed"

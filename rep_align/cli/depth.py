@@ -15,9 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align.experiments.depth_ablations import run_depth
+    from rep_align.experiments.depth import run_depth
 
-    res = run_depth(args.preset, seed=args.seed, quick=args.quick, out=args.out)
+    res = run_depth(args.preset, seed=args.seed, quick=args.quick, out=args.out).to_json()
     print(
         f"{'layer':>5} {'eta_h':>10} {'eta_y':>10} {'fit loss':>10} {'R2 h':>7} {'R2 y':>7} "
         f"{'R2 w':>7}"

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-epochs must be >= 1, got {args.max_epochs}")
     res = run_grid(
         args.preset, seeds=args.seeds, quick=args.quick, out=args.out, max_epochs=args.max_epochs
-    )
+    ).to_json()
     s = res["stats"]
     print(
         f"grid {args.preset}: Pearson r {s['pearson_r']:.4f}, slope {s['slope']:.3f}, "

@@ -2,7 +2,7 @@
 
 Writes, as far as the sweep allows, final h and loss against the main axis (gain if swept),
 fitted rates against it, heat maps (final h; R² of h, y, w if fitted), measured h against
-the theory's h∞ and the trajectories of one group (see ``rep_align.sweep_plots``).
+the theory's h∞ and the trajectories of one group (see ``rep_align.plots.standard_figures``).
 """
 
 from __future__ import annotations
@@ -18,23 +18,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--converged-loss",
         type=float,
-        default=1e-2,
-        help="final loss below which a run counts as converged (default 1e-2)",
+        default=None,
+        help="final loss below which a run counts as converged (default 1e-2, the paper's)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rep_align import sweep, sweep_plots
+    from rep_align import sweep
+    from rep_align.plots import standard_figures
+    from rep_align.sweep.store import CONVERGED_LOSS
 
-    res = sweep.load_results(args.results, converged_loss=args.converged_loss)
+    threshold = CONVERGED_LOSS if args.converged_loss is None else args.converged_loss
+    res = sweep.load_results(args.results, converged_loss=threshold)
     out = Path(args.out) if args.out else Path(args.results) / "figures"
-    paths = sweep_plots.standard_figures(res, out, fmt=args.format)
+    paths = standard_figures(res, out, fmt=args.format)
     n_conv = int(res.table["converged"].sum()) if "converged" in res.table else 0
     print(
         f"{len(res)} of {res.spec.num_runs} runs finished, {n_conv} converged "
-        f"(final loss < {args.converged_loss:g})",
+        f"(final loss < {threshold:g})",
         file=sys.stderr,
     )
     for p in paths:

@@ -74,25 +74,24 @@ def _run(args: argparse.Namespace) -> int:
             f"{int(info.num_steps)}{'' if info.success else ' (FAILED)'}"
         )
     if args.plot:
-        _plot(np.asarray(ts), z, h_inf=h_inf, dy2=args.dy2, path=args.plot)
+        _plot(np.asarray(ts), z, h_inf=h_inf, dy2=args.dy2, variant=args.variant, path=args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0 if info.success else 1
 
 
-def _plot(ts, z, *, h_inf: float, dy2: float, path: str) -> None:
-    import matplotlib
+def _plot(ts, z, *, h_inf: float, dy2: float, variant: str, path: str) -> None:
+    from rep_align import theory
+    from rep_align.plots import plot_theory, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    for k, (name, color) in enumerate((("h", "C0"), ("y", "C1"), ("w", "C2"))):
-        ax.plot(ts, z[:, k], color=color, label=name)
-    ax.axhline(h_inf, color="C0", ls=":", lw=1, label="h∞ (analytic)")
-    ax.axhline(dy2, color="C1", ls=":", lw=1, label="dy2")
-    ax.axhline(0.0, color="0.6", lw=0.5)
-    ax.set_xlabel("time (gradient steps)")
-    ax.set_title("two-point effective theory")
-    ax.legend(frameon=False, ncols=5, fontsize="small")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # The command does not follow the pair's mean output, so the loss (3.5) is drawn as if
+    # it were fitted already (m0 = 0, one output unit).
+    loss = theory.loss_curve(ts, z, eta_m=0.0, m0=0.0, dy2=dy2)
+    fig = plot_theory(
+        ts,
+        z,
+        h_inf=h_inf,
+        dy2=dy2,
+        loss=loss,
+        title=f"two-point effective theory ({variant}); loss (3.5) with m0 = 0",
+    )
+    save(fig, path, dpi=120)

@@ -1,6 +1,6 @@
 """``rep-align train``: train one two-point preset and write its observables and a plot.
 
-Uses the trajectory protocol of PRESETS.md (lr/2, 2 × epochs), records h (every hidden
+Uses the trajectory protocol of docs/presets.md (lr/2, 2 × epochs), records h (every hidden
 layer), y, w, m and the loss at every ``--record-every`` steps, and writes
 ``NAME_seedN[_flow][_quick].npz`` (a ``Trajectory``), ``.png`` (h of the preset's layer, y,
 w, loss against epochs) and ``.json`` (settings and summary) to ``--out``.
@@ -9,7 +9,6 @@ w, loss against epochs) and ``.json`` (settings and summary) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -17,7 +16,7 @@ import time
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", required=True, help="two-point preset name (PRESETS.md)")
+    p.add_argument("--preset", required=True, help="two-point preset name (docs/presets.md)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     p.add_argument("--flow", action="store_true", help="integrate gradient flow (diffrax) instead")
     p.add_argument("--out", default="runs/train", help="output directory (default runs/train)")
@@ -35,21 +34,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from rep_align.data import two_points
-    from rep_align.experiments._common import network_for, quick_preset
     from rep_align.plots import plot_trajectory
     from rep_align.presets import get_preset
     from rep_align.training import gradient_flow, train
 
     preset = get_preset(args.preset).trajectory_protocol()
     if args.quick:
-        preset = quick_preset(preset)
+        preset = preset.quick()
     if args.record_every < 1 or preset.epochs % args.record_every:
         raise ValueError(
             f"--record-every must be a positive divisor of {preset.epochs}, got {args.record_every}"
         )
-    network = network_for(preset)
-    x, y = two_points(dx2=preset.dx2, dy2=preset.dy2, in_dim=preset.in_dim, out_dim=preset.out_dim)
+    network = preset.config.network(gain=preset.gain)
+    x, y = preset.config.data()
     key = jax.random.key(args.seed)
     method = "gradient flow" if args.flow else preset.optimizer
     print(
@@ -85,11 +82,16 @@ def run(args: argparse.Namespace) -> int:
     stem += "_quick" if args.quick else ""
     base = os.path.join(args.out, stem)
     traj.save(base + ".npz")
-    fig = plot_trajectory(traj, layer=preset.layer, title=f"{preset.name} ({method})")
+    fig = plot_trajectory(
+        traj,
+        layer=preset.layer,
+        title=f"{preset.name} ({preset.arch}, {preset.activation}, P={preset.width}, "
+        f"L={preset.depth}), seed {args.seed}, {method}: solid network",
+    )
     fig.savefig(base + ".png", dpi=120)
     layer = preset.layer
     summary = {
-        "preset": dataclasses.asdict(preset),
+        "preset": preset.describe(),
         "seed": args.seed,
         "method": method,
         "seconds": seconds,

@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--preset",
         nargs="+",
         default=["all"],
-        help="preset name(s) of PRESETS.md's two-point table, or 'all' (default)",
+        help="preset name(s) of the two-point table (docs/presets.md), or 'all' (default)",
     )
     p.add_argument(
         "--seeds", type=int, default=None, help="seeds per preset (default 5; 3 with --quick)"
@@ -45,11 +45,14 @@ def run(args: argparse.Namespace) -> int:
         float64=args.float64,
     )
     print(f"{'preset':<12} {'R2 h':>7} {'R2 y':>7} {'R2 w':>7} {'conv':>5}  fit")
-    for name, res in summary["presets"].items():
-        m = res["mean"]
+    for name, res in summary.presets.items():
+        m = res.mean
         print(
             f"{name:<12} {m['r2_h']:7.4f} {m['r2_y']:7.4f} {m['r2_w']:7.4f} "
-            f"{res['n_converged']:>2}/{res['n_seeds']:<2}  {res['fit_quality']}"
+            f"{res.n_converged:>2}/{res.n_seeds:<2}  {res.fit_quality}"
         )
+    trained = sum(r.trained for r in summary.presets.values())
+    reused = sum(r.reused for r in summary.presets.values())
+    print(f"{trained} runs trained, {reused} reused from {args.out}/sweeps", file=sys.stderr)
     print(f"wrote {os.path.join(args.out, 'summary.json')} and figures", file=sys.stderr)
     return 0

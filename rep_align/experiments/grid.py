@@ -1,123 +1,105 @@
-"""Final-distance grid (THEORY.md section 7, second row).
+"""Final-distance grid (docs/theory.md §7, second row): measured vs predicted h∞.
 
-A 5 × 5 grid of input distance dx ∈ [0.5, 1.5] and target distance dy ∈ [0, 1] (so
-dx2 = dx², dy2 = dy²), every grid point and seed trained as one vmapped batch (from the
-second chunk of 2,000 epochs on, the batch holds only the runs still going) with the
-grid protocol of PRESETS.md: learning rate lr/5, up to 40,000 epochs, each run stopped when
-its loss is below 1e-4 (checked every 100 epochs; its h and loss are taken there), a run
-still above 1e-3 discarded. The measured converged distance (h at the preset's read-out
-layer at the run's stop) is compared with the theory's h∞ (THEORY.md section 3)
-evaluated at each run's own initial h0, y0 and the rate ratio η_h/η_y fitted on the
-preset's standard two-point task (dx2 = 1, dy2 = 0.5, trajectory protocol; h∞ depends on
-the rates only through their ratio).
+Two sweeps plus an analysis:
+
+1. *rates*: the preset on its standard two-point task (dx2 = 1, dy2 = 0.5) under the
+   trajectory protocol, ``rate_seeds`` seeds, all fitted together (``fit.fit_records``);
+   the median η_h/η_y and η_y over seeds give the theory's rates (h∞ depends on the rates
+   only through their ratio);
+2. *grid*: a 5 × 5 grid of input distance dx ∈ [0.5, 1.5] and target distance dy ∈ [0, 1]
+   (dx2 = dx², dy2 = dy²) times ``seeds`` seeds under the grid protocol of docs/presets.md
+   ("Protocols"): learning rate lr/5, up to 40,000 epochs, each run stopped at its first
+   record (every 100 epochs) with loss below 1e-4 (``RunConfig.stop_loss``; the engine
+   trains the runs still going in segments), a run still above 1e-3 discarded.
+
+The measured converged distance (h at the read-out layer where the run stopped) is compared
+with the theory's h∞ (docs/theory.md, eq. (3.2)) at each run's own h0 and y0. Both sweeps
+live under ``out/sweeps/`` and resume from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rep_align.data import two_points
-from rep_align.experiments._common import (
-    Status,
-    fit_observed,
-    network_for,
-    observed,
-    preset_config,
-    quick_preset,
-    record_every_for,
-    train_batch,
-    write_json,
+from rep_align import fit
+from rep_align.experiments.common import SEED_BLOCK, Status, observed, store_root, train_seeds
+from rep_align.files import write_json
+from rep_align.presets import (
+    GRID_DISCARD_LOSS,
+    GRID_MAX_EPOCHS,
+    GRID_STOP_EVERY,
+    GRID_STOP_LOSS,
+    get_preset,
 )
-from rep_align.presets import get_preset
-from rep_align.training import train
+from rep_align.sweep import SweepSpec, load_results, run_sweep
 
-__all__ = ["run_grid", "GRID_DX", "GRID_DY"]
+__all__ = ["GRID_DX", "GRID_DY", "GridResult", "grid_spec", "run_grid"]
 
 GRID_DX = np.linspace(0.5, 1.5, 5)
 GRID_DY = np.linspace(0.0, 1.0, 5)
-MAX_EPOCHS = 40_000
-CHUNK = 2_000
-STOP_LOSS = 1e-4
-STOP_EVERY = 100  # epochs between checks of the stopping rule
-PAD_RUNS = 4  # batches of still-running runs are padded to a multiple of this
-DISCARD_LOSS = 1e-3
+#: Seeds of the two-point fit that provides the rates start here (apart from the grid's).
+RATE_SEED0 = 100
 
 
-def _train_until_converged(preset, seeds, dx2, dy2, lr, *, max_epochs, chunk, status):
-    network = network_for(preset)
+@dataclasses.dataclass(frozen=True)
+class GridResult:
+    """The final-distance grid.
 
-    def data(a, b):
-        return two_points(dx2=a, dy2=b, in_dim=preset.in_dim, out_dim=preset.out_dim)
+    Attributes:
+        config: the grid preset as run, with seeds, max_epochs, epochs_run (the longest
+            run), stop_loss, discard_loss and quick.
+        rates: the theory's eta_h, eta_y, their ratio and where they come from.
+        stats: Pearson r, OLS slope and intercept of measured on predicted h∞ over the kept
+            runs, n_kept, n_runs.
+        runs: per run: dx2, dy2, seed, h0, y0, h_measured, h_theory, loss_final, epochs
+            (where it stopped), kept.
+    """
 
-    @jax.jit
-    @jax.vmap
-    def train_chunk(seed, a, b, params):
-        # params None: a fresh network from the seed's key
-        x, y = data(a, b)
-        return train(
-            network,
-            x,
-            y,
-            key=jax.random.key(seed),
-            lr=lr,
-            steps=chunk,
-            optimizer=preset.optimizer,
-            record_every=STOP_EVERY,
-            params=params,
-            return_params=True,
+    config: Mapping[str, Any]
+    rates: Mapping[str, Any]
+    stats: Mapping[str, Any]
+    runs: tuple[Mapping[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``grid.json``."""
+        return dict(
+            config=dict(self.config),
+            rates=dict(self.rates),
+            stats=dict(self.stats),
+            runs=[dict(r) for r in self.runs],
         )
 
-    seeds = np.asarray(seeds)
-    dx2, dy2 = np.asarray(dx2, np.float32), np.asarray(dy2, np.float32)
-    traj, params = train_chunk(jnp.asarray(seeds), jnp.asarray(dx2), jnp.asarray(dy2), None)
-    params = jax.tree.map(np.array, params)  # host copies, updated per run below
-    h0 = np.asarray(traj.h)[:, 0, preset.layer]
-    y0 = np.asarray(traj.y)[:, 0]
-    n = h0.shape[0]
-    losses = np.asarray(traj.loss)  # (runs, T): records at epochs + 0, STOP_EVERY, ...
-    hs = np.asarray(traj.h)[:, :, preset.layer]
-    # Each run stops at the first record (every STOP_EVERY epochs) whose loss is below
-    # STOP_LOSS; its h and loss are taken there, and the next chunk trains only the runs
-    # still going, as one vmapped batch padded to a multiple of PAD_RUNS (so that few
-    # batch shapes need compiling).
-    h_end, loss_end, stop_epoch = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, int)
-    epochs = 0
-    running = np.arange(n)
-    while True:
-        below = np.isfinite(losses) & (losses < STOP_LOSS)
-        first_below = np.argmax(below, axis=1)
-        new = below.any(axis=1)
-        idx = running[new]
-        h_end[idx] = hs[new, first_below[new]]
-        loss_end[idx] = losses[new, first_below[new]]
-        stop_epoch[idx] = epochs + first_below[new] * STOP_EVERY
-        epochs += chunk
-        going = ~new
-        idx = running[going]
-        h_end[idx], loss_end[idx], stop_epoch[idx] = hs[going, -1], losses[going, -1], epochs
-        status(epochs, loss_end)
-        running = idx[np.isfinite(losses[going, -1])]  # diverged runs stop too
-        if running.size == 0 or epochs >= max_epochs:
-            break
-        batch = np.concatenate([running, np.repeat(running[-1:], (-running.size) % PAD_RUNS)])
-        traj, out = train_chunk(
-            jnp.asarray(seeds[batch]),
-            jnp.asarray(dx2[batch]),
-            jnp.asarray(dy2[batch]),
-            jax.tree.map(lambda v, b=batch: jnp.asarray(v[b]), params),
+
+def grid_spec(
+    name: str = "default", *, seeds: int = 2, quick: bool = False, max_epochs: int = GRID_MAX_EPOCHS
+) -> SweepSpec:
+    """The grid's runs as a sweep: dx2 × dy2 × seed under the grid protocol."""
+    base = get_preset(name)
+    if base.optimizer != "sgd":
+        raise ValueError(
+            f"the grid protocol is plain gradient descent; preset {name!r} uses {base.optimizer!r}"
         )
-        k = running.size
-        for dst, src in zip(jax.tree.leaves(params), jax.tree.leaves(out), strict=True):
-            dst[running] = np.asarray(src)[:k]
-        losses = np.asarray(traj.loss)[:k]
-        hs = np.asarray(traj.h)[:k, :, preset.layer]
-    # Adam's moments restart with each chunk; the grid presets here are plain descent.
-    return h0, y0, h_end, loss_end, stop_epoch, epochs
+    if max_epochs < GRID_STOP_EVERY or max_epochs % GRID_STOP_EVERY:
+        raise ValueError(
+            f"max_epochs must be a positive multiple of {GRID_STOP_EVERY}, got {max_epochs}"
+        )
+    preset = (base.quick() if quick else base).grid_protocol(max_epochs=max_epochs)
+    fixed = {k: v for k, v in preset.config.changes().items() if k not in ("dx2", "dy2", "seed")}
+    return SweepSpec(
+        axes={
+            "dx2": [float(v) for v in GRID_DX**2],
+            "dy2": [float(v) for v in GRID_DY**2],
+            "seed": list(range(seeds)),
+        },
+        fixed=fixed,
+        name=f"grid_{name}",
+        runs_per_device=SEED_BLOCK,
+    )
 
 
 def run_grid(
@@ -126,90 +108,81 @@ def run_grid(
     seeds: int = 2,
     quick: bool = False,
     out: str | None = None,
-    max_epochs: int = MAX_EPOCHS,
+    max_epochs: int = GRID_MAX_EPOCHS,
     rate_seeds: int = 3,
-) -> dict:
+) -> GridResult:
     """Measured vs predicted converged distance over the 5 × 5 (dx, dy) grid.
 
     Arguments:
         name: two-point preset.
-        seeds: seeds per grid point (all 25·seeds runs are one vmapped batch).
+        seeds: seeds per grid point.
         quick: small network (width ≤ 64, depth ≤ 4), same protocol.
-        out: directory for ``grid.json`` and ``grid.png``.
-        max_epochs: cap on epochs (PRESETS.md: 40,000).
+        out: directory for ``grid.json``, ``grid.png`` and the sweep stores.
+        max_epochs: cap on epochs (docs/presets.md: 40,000), a multiple of 100.
         rate_seeds: seeds of the two-point fit that provides η_h/η_y.
 
     Returns:
-        dict with ``runs`` (dx2, dy2, seed, h0, y0, h_measured, h_theory, loss_final,
-        epochs (where the run stopped), kept), ``stats`` (Pearson r, OLS slope and
-        intercept over kept runs, n_kept),
-        ``rates`` (fitted η_h, η_y, ratio) and ``config``.
+        A ``GridResult``.
+
+    Raises:
+        ValueError: for seeds < 1, an Adam preset, a bad max_epochs.
+        RuntimeError: if no rates could be fitted.
     """
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
-    from rep_align import theory
-
-    base = get_preset(name)
-    if base.optimizer != "sgd":
-        raise ValueError(
-            f"the grid protocol is plain gradient descent; preset {name!r} uses {base.optimizer!r}"
+    if rate_seeds < 1:
+        raise ValueError(f"rate_seeds must be >= 1, got {rate_seeds}")
+    spec = grid_spec(name, seeds=seeds, quick=quick, max_epochs=max_epochs)
+    status = Status(2, "stages")
+    with store_root(out) as root:
+        # 1. the rate ratio, from the standard two-point task (trajectory protocol)
+        tp = get_preset(name).trajectory_protocol()
+        tp = tp.quick() if quick else tp
+        rate_runs = train_seeds(
+            tp.config,
+            range(RATE_SEED0, RATE_SEED0 + rate_seeds),
+            store=root / f"grid_{name}_rates",
+            name=f"grid_{name}_rates",
         )
-    # 1. the rate ratio, from the standard two-point task (trajectory protocol)
-    tp = base.trajectory_protocol()
-    tp = quick_preset(tp) if quick else tp
-    traj = train_batch(
-        tp, np.arange(100, 100 + rate_seeds), record_every=record_every_for(tp.epochs)
-    )
-    ts, z_obs = observed(traj, tp.layer)
-    fitted = fit_observed(ts, z_obs, dx2=tp.dx2, dy2=tp.dy2)
-    if fitted is None or not np.any(np.isfinite(fitted.eta_h)):
-        raise RuntimeError(f"could not fit effective rates for preset {name!r}")
-    ratio = float(np.nanmedian(fitted.eta_h / fitted.eta_y))
-    eta_y = float(np.nanmedian(fitted.eta_y))
-    # 2. the grid, one vmapped batch
-    preset = dataclasses.replace(quick_preset(base) if quick else base, lr=base.lr / 5)
-    dxg, dyg, sg = np.meshgrid(GRID_DX, GRID_DY, np.arange(seeds), indexing="ij")
-    dx2, dy2, sd = dxg.ravel() ** 2, dyg.ravel() ** 2, sg.ravel()
-    chunks = -(-max_epochs // CHUNK)
-    st = Status(chunks, "epoch chunks")
-
-    def status(epochs, loss):
-        st.step(
-            f"{epochs} epochs: {int(np.sum(loss < STOP_LOSS))}/{loss.size} runs below {STOP_LOSS:g}"
-        )
-
-    h0, y0, h_end, loss, stop_epoch, epochs = _train_until_converged(
-        preset, sd, dx2, dy2, preset.lr, max_epochs=max_epochs, chunk=CHUNK, status=status
-    )
-    kept = np.isfinite(loss) & (loss <= DISCARD_LOSS) & (h0 > 0)
-    h_th = np.full(h0.shape, np.nan)
-    ok = h0 > 0
-    h_th[ok] = np.asarray(
-        theory.final_distance(
-            h0[ok].astype(float),
-            y0[ok].astype(float),
-            eta_h=ratio * eta_y,
-            eta_y=eta_y,
-            dx2=dx2[ok],
-            dy2=dy2[ok],
-        )
-    )
-    m, p = h_end[kept].astype(float), h_th[kept]
+        ts, z_obs = observed(rate_runs.records, tp.layer)
+        fitted = fit.fit_records(ts, z_obs, dx2=tp.dx2, dy2=tp.dy2)
+        if not np.any(np.isfinite(fitted.eta_h)):
+            raise RuntimeError(f"could not fit effective rates for preset {name!r}")
+        ratio = float(np.nanmedian(fitted.eta_h / fitted.eta_y))
+        eta_y = float(np.nanmedian(fitted.eta_y))
+        status.step(f"rates: eta_h/eta_y {ratio:.4g}")
+        # 2. the grid
+        store = root / spec.name
+        run_sweep(spec, store)
+        table = load_results(store).table
+    status.step(f"grid: {len(table['run_id'])} runs")
+    h0, y0 = table["h0"].astype(float), table["y0"].astype(float)
+    h_end, loss = table["h_final"], table["loss_final"]
+    dx2, dy2 = table["dx2"], table["dy2"]
+    kept = np.isfinite(loss) & (loss <= GRID_DISCARD_LOSS) & (h0 > 0)
+    h_th = fit.predicted_final_distance(h0, y0, ratio * eta_y, eta_y, dx2, dy2)
+    meas, pred = h_end[kept].astype(float), h_th[kept]
     if kept.sum() >= 3:
-        r = float(np.corrcoef(m, p)[0, 1])
-        slope, intercept = (float(v) for v in np.polyfit(p, m, 1))
+        r = float(np.corrcoef(meas, pred)[0, 1])
+        slope, intercept = (float(v) for v in np.polyfit(pred, meas, 1))
     else:
         r = slope = intercept = float("nan")
-    result = dict(
-        config=preset_config(
-            preset,
-            seeds=seeds,
-            max_epochs=max_epochs,
-            epochs_run=epochs,
-            stop_loss=STOP_LOSS,
-            discard_loss=DISCARD_LOSS,
-            quick=quick,
-        ),
+    preset = spec.runs()[0]
+    config = get_preset(name).describe() | dict(
+        width=preset.width,
+        depth=preset.depth,
+        layer=preset.layer,
+        lr=preset.lr,
+        epochs=preset.steps,
+        seeds=seeds,
+        max_epochs=max_epochs,
+        epochs_run=int(np.max(table["stop_step"])),
+        stop_loss=GRID_STOP_LOSS,
+        discard_loss=GRID_DISCARD_LOSS,
+        quick=quick,
+    )
+    result = GridResult(
+        config=config,
         rates=dict(
             eta_h=ratio * eta_y,
             eta_y=eta_y,
@@ -223,7 +196,7 @@ def run_grid(
             n_kept=int(kept.sum()),
             n_runs=int(kept.size),
         ),
-        runs=[
+        runs=tuple(
             dict(
                 dx2=float(a),
                 dy2=float(b),
@@ -237,19 +210,29 @@ def run_grid(
                 kept=bool(k),
             )
             for a, b, s, c, d, e, f, g, q, k in zip(
-                dx2, dy2, sd, h0, y0, h_end, h_th, loss, stop_epoch, kept, strict=True
+                dx2,
+                dy2,
+                table["seed"],
+                h0,
+                y0,
+                h_end,
+                h_th,
+                loss,
+                table["stop_step"],
+                kept,
+                strict=True,
             )
-        ],
+        ),
     )
     if out:
-        from rep_align.experiments import plots
+        from rep_align import plots
 
-        write_json(os.path.join(out, "grid.json"), result)
+        write_json(os.path.join(out, "grid.json"), result.to_json())
         plots.save(
             plots.grid_scatter(
-                m,
-                p,
-                result["stats"],
+                meas,
+                pred,
+                result.stats,
                 f"final-distance grid: {name}" + (" (quick)" if quick else ""),
             ),
             os.path.join(out, "grid.png"),

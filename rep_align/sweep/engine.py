@@ -1,0 +1,295 @@
+"""The sweep engine: runs of a spec grouped, chunked, spread over devices, stored.
+
+Execution (docs/architecture.md, "How a run flows"):
+
+- Runs that share their static settings (``config.STATIC_FIELDS``) form a *group*, compiled
+  once; their traced settings (gain, lr, dx2, dy2, seed, rtol, atol) are the inputs of one
+  vmapped function, so new values never recompile.
+- A group runs as a sequence of *chunks* of ``per_device × n_devices`` runs. ``per_device``
+  is the largest batch that fits ``memory_budget_mb`` (by ``estimate_run_bytes``), capped by
+  ``max_chunk``. Each device runs its part of a chunk as an independent vmapped batch
+  (``devices.vmap_over_devices``, a ``shard_map`` with no communication), so adaptive
+  while-loops are never sharded automatically. The last chunk is padded with copies of a
+  real run (dropped before writing), so every chunk has the same shape. With
+  ``runs_per_device`` n, a chunk is instead split into blocks of n runs (the last one not
+  padded), block k running as one vmapped call on device k mod (devices). Within a group,
+  runs are ordered by (lr, gain, dx2, dy2, seed), so an adaptive solve's chunk holds runs
+  of similar stiffness.
+- A group's chunks are trained by ``rep_align.sweep.runner.GroupRunner``. Runs with a
+  ``stop_loss`` train in segments of ``runner.STOP_SEGMENT_RECORDS`` records; after each
+  segment the runs below the loss stop, and the next segment trains only those still going
+  (per block, or as one batch padded to a multiple of the device count).
+
+Numbers and chunk shapes: a run's result does not depend on which chunk or device computed
+it, up to the floating-point reassociation XLA may choose for a different batch size. On the
+two-point task with leaky-ReLU networks that reassociation is not harmless: the second input
+starts on every unit's kink and the rounding grows to per-cent differences in the records
+within a few hundred steps (measured on the default 20 × 500 network, whose CPU code changes
+between 8 and 12 runs per batch). ``runs_per_device`` fixes the batch a run is trained in,
+so its record does not depend on how many runs the sweep has; to compare two sweeps member by
+member otherwise, run both with chunks of the same shape.
+
+Several processes: each process takes the runs whose position in the plan is ≡
+``process_index`` (mod ``process_count``), by default ``jax.process_index()`` and
+``jax.process_count()`` after ``jax.distributed.initialize()``, runs them on its local
+devices and writes its own chunk files into the shared store.
+
+Inside compiled code nothing raises: a run whose loss becomes non-finite carries
+``diverged = True`` (and ``diverged_step``), a gradient-flow run whose solver failed carries
+``solver_ok = False``, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import rep_align.sweep.store as store
+from rep_align.config import ADDED_FIELDS, STATIC_FIELDS, RunConfig
+from rep_align.sweep.runner import GroupRunner, traced_inputs
+from rep_align.sweep.spec import SweepSpec
+
+__all__ = ["SweepReport", "estimate_run_bytes", "run_sweep"]
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+_FIT_COLUMNS = ("eta_h", "eta_y", "eta_m", "fit_loss", "r2_h", "r2_y", "r2_w", "fit_ok")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepReport:
+    """What one ``run_sweep`` call did.
+
+    Attributes:
+        out: the results directory.
+        num_runs: runs in the spec (for this process, if several share the sweep).
+        skipped: runs found finished already (resumed).
+        completed: runs computed by this call.
+        diverged: runs of this call flagged diverged or with a failed solver.
+        num_groups, num_chunks: compiled groups and chunks executed by this call.
+        seconds: wall time of this call.
+    """
+
+    out: Path
+    num_runs: int
+    skipped: int
+    completed: int
+    diverged: int
+    num_groups: int
+    num_chunks: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Runs sharing their static settings; ``runs`` in execution order."""
+
+    key: str  # short hash of the static settings
+    static: RunConfig  # the first run, for its static settings
+    runs: tuple[RunConfig, ...]
+
+
+def groups_of(runs: Iterable[RunConfig]) -> list[Group]:
+    """The runs grouped by static settings (first appearance order), each group sorted by
+    (lr, gain, dx2, dy2, seed) so that similar stiffness sits side by side."""
+    by_key: dict[tuple, list[RunConfig]] = {}
+    for r in runs:
+        by_key.setdefault(r.static_key, []).append(r)
+    out = []
+    for members in by_key.values():
+        # settings added later enter the key only when set, so group keys stay stable
+        first = members[0]
+        values = [
+            getattr(first, name)
+            for name in STATIC_FIELDS
+            if not (name in ADDED_FIELDS and getattr(first, name) == _DEFAULTS[name])
+        ]
+        text = json.dumps([list(k) if isinstance(k, tuple) else k for k in values])
+        members = sorted(members, key=lambda r: (r.lr, r.gain, r.dx2, r.dy2, r.seed))
+        gkey = hashlib.sha256(text.encode()).hexdigest()[:8]
+        out.append(Group(key=gkey, static=members[0], runs=tuple(members)))
+    return out
+
+
+def estimate_run_bytes(cfg: RunConfig) -> int:
+    """Rough peak memory of one run of ``cfg`` inside a vmapped chunk, in bytes.
+
+    Counts parameters, gradients and updates (×3, plus 2 Adam moments), a factor 2 for
+    XLA's temporaries, the forward activations of all points, and the recorded observables
+    ``(steps/record_every + 1) × (layers + 4)`` (twice: scan buffer and output). Gradient
+    flow adds Tsit5's 7 stages and error estimate. Meant for sizing chunks, not exact.
+    """
+    net = cfg.network()
+    dummy = jax.eval_shape(lambda k: net.init(k), jax.random.key(0))
+    n_params = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(dummy))
+    item = jnp.dtype(cfg.dtype).itemsize
+    copies = 3 + (2 if cfg.optimizer == "adam" else 0) + (9 if cfg.method == "flow" else 0)
+    act = cfg.n_points * sum(math.prod(s) for s in net.hidden_shapes) * 4
+    n_rec = cfg.steps // cfg.record_every + 1
+    records = 2 * n_rec * (net.num_hidden + 4)
+    return int(item * (2 * copies * n_params + act + records) + 4096)
+
+
+# ------------------------------------------------------------------------- fitting
+
+
+def fit_chunk(cfg: RunConfig, res: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fit effective rates to every run of a chunk (docs/theory.md §5).
+
+    (η_h, η_y) are fitted to h (read-out layer), y, w with ``fit.fit_records`` and then η_m
+    to the loss curve with ``fit.fit_eta_m_records``, in float64, the batch padded to the
+    chunk size so that the fit also compiles once per group. Runs that cannot be fitted
+    (non-finite records, h0 = 0, dx2 = 0) get NaN and ``fit_ok = False``. η_m is fitted for
+    the two-point task only (its loss is the pair's loss).
+    """
+    from rep_align import fit
+
+    n = len(res["h0"])
+    z = np.stack([res["h"][:, :, cfg.layer_index], res["y"], res["w"]], axis=-1)
+    ts = np.asarray(res["times"][0], np.float64)
+    two = cfg.task == "two_points"
+    rates = fit.fit_records(
+        ts,
+        z,
+        dx2=res["data_dx2"],
+        dy2=res["data_dy2"],
+        return_trajectory=two,
+        pad_to=n,
+        where=np.isfinite(res["loss"]).all(axis=1),
+    )
+    out = {
+        "eta_h": rates.eta_h,
+        "eta_y": rates.eta_y,
+        "eta_m": np.full(n, np.nan),
+        "fit_loss": rates.loss,
+        "r2_h": rates.r2[:, 0],
+        "r2_y": rates.r2[:, 1],
+        "r2_w": rates.r2[:, 2],
+        "fit_ok": rates.success,
+    }
+    if two:
+        eta_m = fit.fit_eta_m_records(
+            ts,
+            res["loss"],
+            rates.z_fit,
+            m0=res["m"][:, 0],
+            dy2=res["data_dy2"],
+            out_dim=cfg.out_dim,
+            pad_to=n,
+        )
+        out["eta_m"] = eta_m.eta_m
+    return {k: np.asarray(out[k]) for k in _FIT_COLUMNS}
+
+
+# ------------------------------------------------------------------------- running
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | os.PathLike,
+    *,
+    devices: Sequence[jax.Device] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> SweepReport:
+    """Run (or resume) a sweep, writing each finished chunk to the store at ``out``.
+
+    Validation happens before anything is compiled: the spec validates on construction, and
+    the store is checked against it here. Runs already in the store are skipped, so calling
+    this again after an interruption completes the sweep with every run exactly once.
+
+    Arguments:
+        spec: the sweep.
+        out: results directory (created if missing; layout in ``rep_align.sweep.store``).
+        devices: devices to spread chunks over; default ``jax.local_devices()``.
+        progress: optional ``progress(done, total)`` called once at the start (with the runs
+            already finished) and after every chunk.
+        process_index, process_count: this process's share of the plan (runs whose plan
+            position ≡ index mod count); default ``jax.process_index()``,
+            ``jax.process_count()`` (several processes with ``jax.distributed``).
+
+    Returns:
+        A ``SweepReport``.
+
+    Raises:
+        SpecMismatchError: if ``out`` holds another spec's results or is not a sweep store.
+        ValueError: for an invalid ``process_index``/``process_count`` or empty ``devices``.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(spec, SweepSpec):
+        raise ValueError(f"spec must be a SweepSpec, got {type(spec).__name__}")
+    out = Path(out)
+    pcount = jax.process_count() if process_count is None else int(process_count)
+    pindex = jax.process_index() if process_index is None else int(process_index)
+    if pcount < 1 or not 0 <= pindex < pcount:
+        raise ValueError(f"process_index={pindex} must lie in [0, process_count={pcount})")
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty")
+    all_runs = spec.runs()
+    store.prepare(out, spec, writer=True, num_groups=len(groups_of(all_runs)))
+    if pcount == 1:  # leftovers of a killed writer; with several processes they may be live
+        for tmp in (out / store.CHUNKS).glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    mine = [r for i, r in enumerate(all_runs) if i % pcount == pindex]
+    done = store.finished_ids(out)
+    todo = [r for r in mine if r.run_id not in done]
+    total = len(mine)
+    finished = total - len(todo)
+    if progress is not None:
+        progress(finished, total)
+    n_chunks = n_bad = 0
+    groups = groups_of(todo)
+    for group in groups:
+        cfg = group.static
+        with jax.enable_x64(cfg.dtype == "float64"):
+            per_device, devs = _chunk_shape(spec, cfg, len(group.runs), devices)
+            size = per_device * len(devs)
+            runner = GroupRunner(cfg, devs, spec.runs_per_device)
+            for start in range(0, len(group.runs), size):
+                runs = group.runs[start : start + size]
+                # fixed blocks are not padded: a smaller last block is its own shape
+                pad = 0 if spec.runs_per_device else size - len(runs)
+                padded = list(runs) + [runs[-1]] * pad
+                res = runner.run(traced_inputs(padded, cfg.dtype), len(runs))
+                fitted = fit_chunk(cfg, res) if spec.fit else None
+                store.write_chunk(out, group.key, runs, res, spec, fitted)
+                n_bad += int(np.sum(res["diverged"] | ~res["solver_ok"]))
+                n_chunks += 1
+                finished += len(runs)
+                if progress is not None:
+                    progress(finished, total)
+    store.write_csv(out)  # every process, under a lock: the last to end writes it whole
+    return SweepReport(
+        out=out,
+        num_runs=total,
+        skipped=total - len(todo),
+        completed=len(todo),
+        diverged=n_bad,
+        num_groups=len(groups),
+        num_chunks=n_chunks,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _chunk_shape(
+    spec: SweepSpec, cfg: RunConfig, n_runs: int, devices: Sequence[jax.Device]
+) -> tuple[int, list[jax.Device]]:
+    """(runs per device, devices used) of a group's chunks."""
+    if spec.runs_per_device:
+        per_device = spec.runs_per_device
+        return per_device, list(devices[: max(1, min(len(devices), -(-n_runs // per_device)))])
+    fit_in = int(spec.memory_budget_mb * 2**20 // estimate_run_bytes(cfg))
+    per_device = max(1, min(spec.max_chunk, fit_in, math.ceil(n_runs / len(devices))))
+    return per_device, list(devices)

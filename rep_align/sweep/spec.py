@@ -1,0 +1,291 @@
+"""Sweep specs: fixed settings and axes whose product is the set of runs (TOML or Python).
+
+A ``SweepSpec`` names fixed settings and *axes* (lists of values) of ``RunConfig``; the
+product of the axes is the set of runs, in plan order (first axis slowest). Specs are
+validated on construction, before anything is compiled; ``load_spec`` reads the TOML layout
+documented at ``spec_from_dict`` and ``SweepSpec.to_toml`` writes it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rep_align.config import (
+    FIELDS,
+    FLOW_ONLY,
+    TWO_POINT_ONLY,
+    RunConfig,
+    check_setting,
+    coerce_setting,
+)
+
+__all__ = ["FORMAT", "SweepSpec", "load_spec", "spec_from_dict"]
+
+#: Format tag written to every manifest and chunk file of a results store.
+FORMAT = "rep_align.sweep/1"
+
+# Execution and output options of a spec (top level of the TOML file).
+_OPTIONS = ("name", "fit", "save_trajectories", "memory_budget_mb", "max_chunk", "runs_per_device")
+
+
+def _generate(name: str, table: Mapping[str, Any]) -> list:
+    """Values of a generator table: ``{range = N}``, ``{range = [a, b(, step)]}``,
+    ``{linspace = [a, b, n]}`` or ``{geomspace = [a, b, n]}``."""
+    if len(table) != 1 or next(iter(table)) not in ("range", "linspace", "geomspace"):
+        raise ValueError(
+            f"axis {name!r}: a generator table needs exactly one key, 'range', 'linspace' or "
+            f"'geomspace', got {sorted(table)}"
+        )
+    ((how, args),) = table.items()
+    args = list(args) if isinstance(args, list | tuple) else [args]
+    if how == "range":
+        if not 1 <= len(args) <= 3 or not all(isinstance(a, int) for a in args):
+            raise ValueError(f"axis {name!r}: range needs N or [start, stop(, step)] integers")
+        return list(range(*args))
+    if len(args) != 3 or not isinstance(args[2], int) or isinstance(args[2], bool):
+        raise ValueError(f"axis {name!r}: {how} needs [start, stop, num]")
+    try:
+        return [float(v) for v in getattr(np, how)(float(args[0]), float(args[1]), args[2])]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"axis {name!r}: {how}{args}: {err}") from None
+
+
+def _expand_axis(name: str, values: Any) -> tuple:
+    """An axis as given (list, or a table {range|linspace|geomspace = [...]}) → values."""
+    if isinstance(values, Mapping):
+        values = _generate(name, values)
+    elif isinstance(values, str) or not isinstance(values, Sequence):
+        raise ValueError(f"axis {name!r}: expected a list of values, got {values!r}")
+    if name == "pair":
+        values = [tuple(v) if isinstance(v, list | tuple) else v for v in values]
+    return tuple(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A declarative sweep: fixed settings, axes, and output/execution options.
+
+    The runs are the Cartesian product of the axes (first axis slowest), each applied on top
+    of ``RunConfig``'s defaults and ``fixed``. Build it directly, with ``spec_from_dict`` or
+    from a TOML file with ``load_spec``; it is validated on construction.
+
+    Attributes:
+        axes: ordered ``((name, (v1, v2, ...)), ...)``; a ``dict`` is accepted. Names are
+            ``RunConfig`` fields; each axis must be non-empty without duplicate values.
+        fixed: ``((name, value), ...)`` settings shared by all runs; a ``dict`` is accepted.
+        name: label of the sweep (default "sweep").
+        fit: fit the effective rates (eta_h, eta_y, eta_m) of docs/theory.md §5 to every
+            run with ``rep_align.fit.fit_records`` (default False).
+        save_trajectories: store the recorded trajectories, not only per-run scalars
+            (default True).
+        memory_budget_mb: memory per device a chunk may use, by ``estimate_run_bytes``
+            (default 2048 MiB). Changes results only by floating-point rounding (module
+            note).
+        max_chunk: cap on runs per device per chunk (default 1024). Changes results only by
+            floating-point rounding (module note).
+        runs_per_device: 0 (default) sizes chunks by the budget and ``max_chunk`` as above;
+            n ≥ 1 gives every chunk exactly n runs per device (the last one padded), on as
+            many devices as the group needs, so that a run's numbers do not depend on how
+            many runs the sweep has (the experiments use 4; docs/architecture.md).
+
+    Raises:
+        ValueError: naming the problem: an unknown setting or option, an empty axis, a value
+            of the wrong type or range (negative width, unknown activation, lr ≤ 0, ...),
+            duplicate axis values, a setting both fixed and swept, a setting that does not
+            apply (dx2 for "xor", rtol for "descent"), an incompatible combination (a CNN
+            too short for its kernels, record_every not dividing steps, ...).
+    """
+
+    axes: tuple[tuple[str, tuple], ...] = ()
+    fixed: tuple[tuple[str, Any], ...] = ()
+    name: str = "sweep"
+    fit: bool = False
+    save_trajectories: bool = True
+    memory_budget_mb: float = 2048.0
+    max_chunk: int = 1024
+    runs_per_device: int = 0
+
+    def __post_init__(self) -> None:
+        axes = self.axes.items() if isinstance(self.axes, Mapping) else self.axes
+        fixed = self.fixed.items() if isinstance(self.fixed, Mapping) else self.fixed
+        norm_axes = []
+        for name, values in axes:
+            if name not in FIELDS:
+                raise ValueError(f"unknown axis {name!r}; known settings: {', '.join(FIELDS)}")
+            values = _expand_axis(name, values)
+            if not values:
+                raise ValueError(f"axis {name!r} is empty: give at least one value")
+            values = tuple(coerce_setting(name, v) for v in values)
+            for v in values:
+                check_setting(name, v)
+            if len(set(values)) != len(values):
+                raise ValueError(f"axis {name!r} has duplicate values: {list(values)}")
+            norm_axes.append((name, values))
+        names = [n for n, _ in norm_axes]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"axis {sorted(dup)[0]!r} is given more than once")
+        norm_fixed = []
+        for name, value in fixed:
+            if name not in FIELDS:
+                raise ValueError(f"unknown setting {name!r}; known settings: {', '.join(FIELDS)}")
+            if name in names:
+                raise ValueError(f"setting {name!r} is both fixed and an axis; give it once")
+            value = coerce_setting(name, value)
+            check_setting(name, value)
+            norm_fixed.append((name, value))
+        object.__setattr__(self, "axes", tuple(norm_axes))
+        object.__setattr__(self, "fixed", tuple(sorted(norm_fixed)))
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"option 'name' must be a non-empty string, got {self.name!r}")
+        for opt in ("fit", "save_trajectories"):
+            if not isinstance(getattr(self, opt), bool):
+                raise ValueError(
+                    f"option {opt!r} must be true or false, got {getattr(self, opt)!r}"
+                )
+        budget = self.memory_budget_mb
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
+            raise ValueError(f"option 'memory_budget_mb' must be > 0, got {budget!r}")
+        mc = self.max_chunk
+        if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
+            raise ValueError(f"option 'max_chunk' must be a positive integer, got {mc!r}")
+        rpd = self.runs_per_device
+        if isinstance(rpd, bool) or not isinstance(rpd, int) or rpd < 0:
+            raise ValueError(f"option 'runs_per_device' must be an integer ≥ 0, got {rpd!r}")
+        self._check_runs()
+
+    # -- derived ------------------------------------------------------------------------
+
+    @property
+    def num_runs(self) -> int:
+        """Number of runs: the product of the axis lengths."""
+        return math.prod(len(v) for _, v in self.axes)
+
+    def runs(self) -> list[RunConfig]:
+        """Every run of the sweep, in plan order (product of the axes, first axis slowest)."""
+        return list(self._runs)
+
+    @property
+    def spec_hash(self) -> str:
+        """Hash of what decides the stored results: the set of run ids and output options."""
+        ids = sorted(r.run_id for r in self.runs())
+        text = json.dumps(
+            {"format": FORMAT, "runs": ids, "fit": self.fit, "traj": self.save_trajectories}
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_toml(self) -> str:
+        """The spec as TOML text that ``load_spec`` reads back to an equal spec."""
+        lines = [
+            f"name = {_toml_value(self.name)}",
+            f"fit = {_toml_value(self.fit)}",
+            f"save_trajectories = {_toml_value(self.save_trajectories)}",
+            f"memory_budget_mb = {_toml_value(float(self.memory_budget_mb))}",
+            f"max_chunk = {_toml_value(self.max_chunk)}",
+            *([f"runs_per_device = {self.runs_per_device}"] if self.runs_per_device else []),
+            "",
+            "[fixed]",
+        ]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in self.fixed]
+        lines += ["", "[axes]"]
+        lines += [f"{k} = {_toml_value(list(v))}" for k, v in self.axes]
+        return "\n".join(lines) + "\n"
+
+    # -- validation ---------------------------------------------------------------------
+
+    def _check_runs(self) -> None:
+        set_names = {n for n, _ in self.axes} | {n for n, _ in self.fixed}
+        base = dict(self.fixed)
+        method_values = dict(self.axes).get("method", (base.get("method", "descent"),))
+        task_values = dict(self.axes).get("task", (base.get("task", "two_points"),))
+        if "flow" not in method_values:
+            for n in FLOW_ONLY:
+                if n in set_names:
+                    raise ValueError(f"setting {n!r} applies only to method 'flow'")
+        if "two_points" not in task_values:
+            for n in TWO_POINT_ONLY:
+                if n in set_names:
+                    raise ValueError(f"setting {n!r} applies only to task 'two_points'")
+        # Every run is checked on construction (RunConfig checks its settings in
+        # combination); name the axis values of the first run that fails.
+        names = [n for n, _ in self.axes]
+        runs = []
+        for combo in itertools.product(*(v for _, v in self.axes)):
+            try:
+                runs.append(RunConfig(**base, **dict(zip(names, combo, strict=True))))
+            except ValueError as err:
+                where = ", ".join(f"{n}={v!r}" for n, v in zip(names, combo, strict=True))
+                raise ValueError(
+                    f"{err} (in the run with {where})" if where else str(err)
+                ) from None
+        object.__setattr__(self, "_runs", tuple(runs))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> SweepSpec:
+    """Build a ``SweepSpec`` from the parsed TOML layout.
+
+    Layout: top-level options (``name``, ``fit``, ``save_trajectories``,
+    ``memory_budget_mb``, ``max_chunk``), a table ``[fixed]`` of settings and a table
+    ``[axes]`` of lists (or generator tables ``{range = N}``, ``{range = [a, b]}``,
+    ``{linspace = [start, stop, num]}``, ``{geomspace = [start, stop, num]}``).
+
+    Raises:
+        ValueError: for an unknown top-level key or table, or anything ``SweepSpec`` rejects.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"a sweep spec must be a table, got {type(data).__name__}")
+    unknown = [k for k in data if k not in (*_OPTIONS, "fixed", "axes")]
+    if unknown:
+        raise ValueError(
+            f"unknown top-level key {unknown[0]!r} in sweep spec; expected "
+            f"{', '.join(_OPTIONS)}, [fixed] and [axes]"
+        )
+    for table in ("fixed", "axes"):
+        if table in data and not isinstance(data[table], Mapping):
+            raise ValueError(f"[{table}] must be a table")
+    return SweepSpec(
+        axes=tuple(dict(data.get("axes", {})).items()),
+        fixed=tuple(dict(data.get("fixed", {})).items()),
+        **{k: data[k] for k in _OPTIONS if k in data},
+    )
+
+
+def load_spec(path: str | os.PathLike) -> SweepSpec:
+    """Read a sweep spec from a TOML file (layout: ``spec_from_dict``).
+
+    Raises:
+        ValueError: for TOML syntax errors (with the file name) and invalid specs.
+        FileNotFoundError: if there is no such file.
+    """
+    text = Path(path).read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: invalid TOML: {err}") from None
+    try:
+        return spec_from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
