@@ -1,6 +1,6 @@
 """Shared benchmark machinery: fair timing, machine description, hardware limits.
 
-Protocol (STYLE.md): compile first and report it separately, ``block_until_ready`` on
+Protocol: compile first and report it separately, ``block_until_ready`` on
 every timed JAX call, several repeats, median with spread.
 """
 

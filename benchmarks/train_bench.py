@@ -193,7 +193,7 @@ def _torch_forward(torch, ws, bs, x):
 
 
 def _torch_observe(torch, loss, out, hiddens, y):
-    """The records of one step, from the training forward pass (THEORY.md section 1)."""
+    """The records of one step, from the training forward pass (docs/theory.md §1)."""
     dy = y[1] - y[0]
     d_out = out[1] - out[0]
     y_obs = torch.sum(d_out**2)
