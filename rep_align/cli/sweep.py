@@ -3,6 +3,12 @@
 The spec format and the results store are described in ``rep_align.sweep``. Re-running the
 same command after an interruption resumes: finished runs are skipped. A spec that differs
 from the one stored in DIR is refused (exit status 2) and nothing is computed.
+
+Several processes (``rep_align.sweep.processes``): ``--processes N`` starts N local
+processes through ``jax.distributed`` on the loopback interface, with one progress bar for
+the whole sweep; ``--coordinator HOST:PORT --num-processes N --process-id I`` makes this
+process one of N on a cluster, and ``--distributed`` lets JAX read the cluster's
+environment (SLURM, TPU pods).
 """
 
 from __future__ import annotations
@@ -30,6 +36,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override the spec's cap on runs per device per chunk (does not change results)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("several processes (jax.distributed)")
+    g.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="start N local processes on 127.0.0.1, each on its share of the cores",
+    )
+    g.add_argument(
+        "--gpus",
+        action="store_true",
+        help="with --processes: one local accelerator per process instead of CPU cores",
+    )
+    g.add_argument(
+        "--host-devices",
+        type=int,
+        default=None,
+        help="with --processes: JAX CPU devices per process (default: its cores)",
+    )
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="coordinator of jax.distributed")
+    g.add_argument("--num-processes", type=int, default=None, help="processes in the sweep")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="jax.distributed.initialize() from the cluster's environment (SLURM, TPU)",
+    )
+    g.add_argument("--local-device", type=int, default=None, help=argparse.SUPPRESS)
 
 
 class _ProgressBar:
@@ -67,7 +101,16 @@ def _clock(seconds: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rep_align import sweep
+    from rep_align.sweep import processes
 
+    cluster = [args.coordinator, args.num_processes, args.process_id]
+    if args.processes is not None and (any(v is not None for v in cluster) or args.distributed):
+        raise ValueError("--processes starts local processes: no --coordinator/--distributed")
+    if args.processes is not None and args.processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {args.processes}")
+    if args.distributed or any(v is not None for v in cluster):
+        local = None if args.local_device is None else [args.local_device]
+        processes.initialize(*cluster, local_device_ids=local)
     spec = sweep.load_spec(args.spec)
     overrides = {}
     if args.memory_budget_mb is not None:
@@ -81,6 +124,30 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     progress = None if args.quiet else _ProgressBar(sys.stderr)
+    if args.processes is not None and args.processes > 1:
+        argv = ["sweep", args.spec, "--out", args.out]
+        for flag, value in (
+            ("--memory-budget-mb", args.memory_budget_mb),
+            ("--max-chunk", args.max_chunk),
+        ):
+            if value is not None:
+                argv += [flag, str(value)]
+        start = time.perf_counter()
+        status = processes.launch(
+            argv,
+            args.processes,
+            out=args.out,
+            total=spec.num_runs,
+            progress=progress,
+            gpus=args.gpus,
+            host_devices=args.host_devices,
+        )
+        res = sweep.load_results(args.out)
+        print(
+            f"{len(res)} of {spec.num_runs} runs finished by {args.processes} processes in "
+            f"{time.perf_counter() - start:.1f} s; results in {args.out}"
+        )
+        return status
     try:
         report = sweep.run_sweep(spec, args.out, progress=progress)
     except KeyboardInterrupt:
