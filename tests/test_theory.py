@@ -11,7 +11,7 @@ from scipy.integrate import solve_ivp
 
 from rep_align import theory
 from rep_align.cli import main as cli_main
-from rep_align.theory._fused import solve_fused
+from rep_align.theory import solve_fused
 
 # The hard case of the issue: the output difference points against the target difference
 # with a large decoder gain, so s = ±√h must shrink to (nearly) zero and flip.

@@ -35,6 +35,7 @@ from rep_align.theory._fields import from_regular as from_regular
 from rep_align.theory._fields import regular_vector_field as regular_vector_field
 from rep_align.theory._fields import to_regular as to_regular
 from rep_align.theory._fields import vector_field as vector_field
+from rep_align.theory._fused import solve_fused as solve_fused
 from rep_align.theory._fused import solve_group_count as solve_group_count
 from rep_align.theory._solve import SolveInfo as SolveInfo
 from rep_align.theory._solve import solve as solve
@@ -47,6 +48,7 @@ __all__ = [
     "to_regular",
     "from_regular",
     "solve",
+    "solve_fused",
     "solve_group_count",
     "final_distance",
     "rich_limit",
