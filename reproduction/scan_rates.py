@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     preset = protocol_preset(args.preset, quick=args.quick)
     with store_root(None) as tmp:
-        runs = train_seeds(preset.config, [args.seed], store=tmp / "scan", name="scan")
+        runs = train_seeds(preset.config, [args.seed], root=tmp, name="scan")
     ts, z = observed(runs.records, preset.layer)
     z = z[0]
     with jax.enable_x64(True):

@@ -40,7 +40,7 @@ def _records(preset, seeds, *, float64=False, **changes):
     experiments do; return the stored records in seed order."""
     config = preset_run_config(preset, float64=float64).replace(**changes)
     with store_root(None) as tmp:
-        return train_seeds(config, seeds, store=tmp / "s", name="s").records
+        return train_seeds(config, seeds, root=tmp, name="s").records
 
 
 def test_run_preset_summary_is_consistent():
@@ -214,7 +214,8 @@ def test_grid(tiny, tmp_path, monkeypatch):
     np.testing.assert_allclose(r["h_measured"], alone.h[i, p.layer], rtol=1e-4)
     assert alone.loss[i] < presets.GRID_STOP_LOSS < alone.loss[i - 1]
     # the stored records end at each run's stop (NaN after it)
-    table = load_results(tmp_path / "sweeps" / "grid_default").table
+    (store,) = (tmp_path / "sweeps").glob("grid_default-*")
+    table = load_results(store).table
     assert np.all(table["stop_step"] <= 2000) and np.all(table["n_steps"] == table["stop_step"])
 
 
@@ -251,10 +252,10 @@ def test_killed_two_points_resumes_to_the_uninterrupted_summary(tiny, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    store = killed / "sweeps" / "default"
+    sweeps = killed / "sweeps"
     deadline = time.monotonic() + 240
     try:
-        while not _chunks(store):
+        while not any(_chunks(p) for p in sweeps.glob("default-*")):
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -263,8 +264,9 @@ def test_killed_two_points_resumes_to_the_uninterrupted_summary(tiny, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+    (store,) = sweeps.glob("default-*")
     stored = {p.name: p.stat().st_mtime_ns for p in _chunks(store)}
-    assert stored and not (killed / "sweeps" / "relu").exists(), "the kill should land mid-run"
+    assert stored and not list(sweeps.glob("relu-*")), "the kill should land mid-run"
     assert cli_main([*args, "--out", str(killed)]) == 0
     for name, mtime in stored.items():  # stored chunks are read, not rewritten
         assert (store / "chunks" / name).stat().st_mtime_ns == mtime
@@ -275,6 +277,6 @@ def test_killed_two_points_resumes_to_the_uninterrupted_summary(tiny, tmp_path):
     assert a == b
     # and a second run of the finished job trains nothing
     again = run_preset(
-        get_preset("default").trajectory_protocol().quick(), np.arange(5), store=store
+        get_preset("default").trajectory_protocol().quick(), np.arange(5), root=sweeps
     )
     assert again.trained == 0 and again.reused == 5

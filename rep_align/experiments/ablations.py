@@ -67,9 +67,7 @@ def run_ablations(
     variants = list(theory.VARIANTS if variants is None else variants)
     preset = protocol_preset(name, quick=quick)
     with store_root(out) as root:
-        runs = train_seeds(
-            preset.config, range(seeds), store=root / f"ablations_{name}", name=f"ablations_{name}"
-        )
+        runs = train_seeds(preset.config, range(seeds), root=root, name=f"ablations_{name}")
     ts, z_obs = observed(runs.records, preset.layer)
     status = Status(len(variants), "variants")
     table = {}

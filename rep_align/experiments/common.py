@@ -37,6 +37,7 @@ __all__ = [
     "nanstats",
     "observed",
     "seed_spec",
+    "store_for",
     "store_root",
     "train_seeds",
 ]
@@ -58,6 +59,13 @@ def seed_spec(config: RunConfig, seeds: Sequence[int], *, name: str) -> SweepSpe
     )
 
 
+def store_for(root: str | Path, spec: SweepSpec) -> Path:
+    """The store of ``spec`` under ``root``: ``root/<name>-<first 8 hex digits of its hash>``,
+    so that runs of other settings (``--quick`` or not, other seeds) get their own store
+    and the same settings find theirs again."""
+    return Path(root) / f"{spec.name}-{spec.spec_hash[:8]}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SeedRuns:
     """The stored runs of one configuration over seeds, in the order of the seeds asked for.
@@ -69,28 +77,31 @@ class SeedRuns:
         table: per-run columns of the store (``sweep.SweepResults.table``), rows as
             ``seeds``.
         report: what the engine did (runs trained now, runs found stored).
+        store: the store's directory.
     """
 
     seeds: np.ndarray
     records: Mapping[str, np.ndarray]
     table: Mapping[str, np.ndarray]
     report: SweepReport
+    store: Path
 
 
 def train_seeds(
     config: RunConfig,
     seeds: Sequence[int],
     *,
-    store: str | Path,
+    root: str | Path,
     name: str,
     progress: Callable[[int, int], None] | None = None,
 ) -> SeedRuns:
-    """Train (or resume) ``config`` over ``seeds`` into the store ``store``; read it back.
+    """Train (or resume) ``config`` over ``seeds`` into its store under ``root``
+    (``store_for``); read it back.
 
     Arguments:
         config: the run configuration (its seed is ignored).
         seeds: PRNG seeds, one run each.
-        store: results directory of this sweep (created if missing).
+        root: directory of the experiment's stores (created if missing).
         name: the sweep's name.
         progress: optional ``progress(done, total)`` (``sweep.run_sweep``).
 
@@ -99,13 +110,16 @@ def train_seeds(
     """
     seeds = np.asarray(seeds, np.int64)
     spec = seed_spec(config, seeds, name=name)
+    store = store_for(root, spec)
     report = run_sweep(spec, store, progress=progress)
     results = load_results(store)
     ids = [config.replace(seed=int(s)).run_id for s in seeds]
     where = {str(i): k for k, i in enumerate(results.table["run_id"])}
     rows = np.asarray([where[i] for i in ids])
     table = {k: v[rows] for k, v in results.table.items()}
-    return SeedRuns(seeds=seeds, records=results.records(ids), table=table, report=report)
+    return SeedRuns(
+        seeds=seeds, records=results.records(ids), table=table, report=report, store=store
+    )
 
 
 @contextlib.contextmanager

@@ -62,9 +62,7 @@ def run_depth(
     """
     preset = protocol_preset(name, quick=quick)
     with store_root(out) as root:
-        runs = train_seeds(
-            preset.config, [seed], store=root / f"depth_{name}", name=f"depth_{name}"
-        )
+        runs = train_seeds(preset.config, [seed], root=root, name=f"depth_{name}")
     n_layers = preset.config.num_hidden
     ts, z = observed(runs.records, 0)  # times, y and w; h of every layer is stacked below
     h_all = np.asarray(runs.records["h"], np.float64)[0]  # (T, L)

@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from rep_align import fit
-from rep_align.experiments.common import SEED_BLOCK, Status, observed, store_root, train_seeds
+from rep_align.experiments.common import (
+    SEED_BLOCK,
+    Status,
+    observed,
+    store_for,
+    store_root,
+    train_seeds,
+)
 from rep_align.files import write_json
 from rep_align.presets import (
     GRID_DISCARD_LOSS,
@@ -141,7 +148,7 @@ def run_grid(
         rate_runs = train_seeds(
             tp.config,
             range(RATE_SEED0, RATE_SEED0 + rate_seeds),
-            store=root / f"grid_{name}_rates",
+            root=root,
             name=f"grid_{name}_rates",
         )
         ts, z_obs = observed(rate_runs.records, tp.layer)
@@ -152,7 +159,7 @@ def run_grid(
         eta_y = float(np.nanmedian(fitted.eta_y))
         status.step(f"rates: eta_h/eta_y {ratio:.4g}")
         # 2. the grid
-        store = root / spec.name
+        store = store_for(root, spec)
         run_sweep(spec, store)
         table = load_results(store).table
     status.step(f"grid: {len(table['run_id'])} runs")

@@ -4,7 +4,7 @@ summarise how well it describes each network (docs/theory.md §7, first row).
 A sweep plus an analysis. For each preset (docs/presets.md, "Two-point task") with the
 trajectory protocol (lr/2, 2 × epochs), the seeds are one sweep (``common.seed_spec``:
 blocks of 4 per device, so a seed's record does not depend on how many seeds run with it),
-stored under ``out/sweeps/<preset>`` and resumed from there. The analysis fits h (at the
+stored under ``out/sweeps/<preset>-<hash>`` and resumed from there. The analysis fits h (at the
 preset's read-out layer), y and w of all seeds by the theory (``fit.fit_records``,
 float64), η_m to the loss curve, and the analytic h∞ (docs/theory.md, eq. (3.2)) from the
 fitted rates. A run counts as converged when its final loss is below 1e-2 (the paper's
@@ -243,7 +243,7 @@ def run_preset(
     preset: TwoPointPreset,
     seeds: Sequence[int],
     *,
-    store: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
     float64: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> PresetResult:
@@ -252,15 +252,15 @@ def run_preset(
     Arguments:
         preset: the preset as it should run (apply ``trajectory_protocol`` first if wanted).
         seeds: PRNG seeds, one run each.
-        store: the sweep store of these runs; default a temporary directory.
+        root: directory of the sweep stores (this preset's is ``common.store_for``);
+            default a temporary directory.
         float64: train in float64 from the float32 runs' initial parameters (about twice
             the time), so the two precisions differ only by rounding along the way.
         progress: optional ``progress(done, total)`` over the runs.
     """
     config = preset_run_config(preset, float64=float64)
-    with store_root(None) if store is None else contextlib.nullcontext(None) as tmp:
-        where = Path(store) if store is not None else tmp / preset.name
-        runs = train_seeds(config, seeds, store=where, name=preset.name, progress=progress)
+    with store_root(None) if root is None else contextlib.nullcontext(Path(root)) as where:
+        runs = train_seeds(config, seeds, root=where, name=preset.name, progress=progress)
     return analyse_preset(preset, runs, float64=float64)
 
 
@@ -276,8 +276,8 @@ def run_two_points(
     """Run ``run_preset`` for every name (``"all"`` = every two-point preset), write
     ``out/summary.json``, figures and records when ``out`` is given, and return the result.
 
-    Runs are stored under ``out/sweeps/<preset>``: a second call with the same ``out``
-    retrains nothing that is stored.
+    Runs are stored under ``out/sweeps/<preset>-<hash>`` (``common.store_for``): a second
+    call with the same ``out`` and settings retrains nothing that is stored.
 
     Raises:
         ValueError: unknown preset names or ``seeds < 1``.
@@ -300,7 +300,7 @@ def run_two_points(
     seed_list = np.arange(first_seed, first_seed + seeds)
     with store_root(out) as root:
         for preset in presets:
-            res = run_preset(preset, seed_list, store=root / preset.name, float64=float64)
+            res = run_preset(preset, seed_list, root=root, float64=float64)
             done[preset.name] = res
             if out:
                 from rep_align import plots

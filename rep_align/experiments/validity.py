@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from rep_align.experiments.common import store_for
 from rep_align.files import write_json
 from rep_align.presets import get_preset
 from rep_align.sweep import SweepSpec, load_results, run_sweep
@@ -143,6 +144,8 @@ def run_validity(
     quick: bool = False,
     out: str | None = None,
     seeds: int | None = None,
+    widths: Sequence[int] | None = None,
+    depths: Sequence[int] | None = None,
     progress=None,
 ) -> ValidityResult:
     """Map mean R² (h, y, w) and the fitted rates over width × depth for each gain.
@@ -150,8 +153,9 @@ def run_validity(
     Arguments:
         quick: the quick map (widths 16, 64, 256; depths 2, 4, 8; 2 seeds).
         out: directory for ``validity.json``, the heatmaps and the sweep stores
-            (``out/sweeps/validity_gain_*``); default ``runs/validity``.
+            (``out/sweeps/validity_gain_*-<hash>``); default ``runs/validity``.
         seeds: seeds per cell (default 4, or 2 when quick).
+        widths, depths: override the map's widths and depths.
         progress: optional ``progress(done, total)`` per sweep.
 
     Returns:
@@ -162,11 +166,15 @@ def run_validity(
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")
         size["seeds"] = seeds
+    if widths is not None:
+        size["widths"] = tuple(int(w) for w in widths)
+    if depths is not None:
+        size["depths"] = tuple(int(d) for d in depths)
     out = out or "runs/validity"
     specs = validity_specs(**size)
     cells, boundary = {}, {}
     for gain, spec in specs.items():
-        store = os.path.join(out, "sweeps", spec.name)
+        store = store_for(os.path.join(out, "sweeps"), spec)
         run_sweep(spec, store, progress=progress)
         ds = load_results(store).to_xarray()
         cells[gain] = _cells(ds, size["widths"], size["depths"])
