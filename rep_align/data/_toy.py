@@ -1,4 +1,5 @@
-"""The two-point task and XOR (docs/presets.md, "Two-point task" and "XOR")."""
+"""The two-point task, XOR and a tree-structured item set (docs/presets.md, "Two-point
+task" and "XOR"; ``hierarchy`` for the universality experiment)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from jaxtyping import Array, Float
 
 from rep_align import checks
 
-__all__ = ["two_points", "xor"]
+__all__ = ["hierarchy", "two_points", "xor"]
 
 
 def two_points(
@@ -72,3 +73,37 @@ def xor(*, dtype: Any = None) -> tuple[Float[Array, "4 2"], Float[Array, "4 1"]]
     x = jnp.asarray([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype)
     y = jnp.asarray([[0.0], [1.0], [1.0], [0.0]], dtype)
     return x, y
+
+
+def hierarchy(
+    *, levels: int = 3, dtype: Any = None
+) -> tuple[Float[Array, "n n"], Float[Array, "n f"]]:
+    """Items at the leaves of a binary tree, with targets that encode the tree.
+
+    The classic hierarchical task of the deep-linear-network literature (Saxe, McClelland
+    and Ganguli, PNAS 2019): ``n = 2**levels`` items with one-hot inputs; the target of an
+    item has one unit per tree node (1 root, 2, 4, …, n leaves: 2n − 1 units), set to 1 for
+    the nodes on the item's path from the root and 0 elsewhere. Two items whose paths part
+    at depth k (k = 1 below the root, …, ``levels`` at the leaves) have squared target
+    distance 2·(levels − k + 1), so the output similarity is known and tree-shaped; all
+    input distances are equal (√2), so any structure a network learns comes from the targets.
+
+    Arguments:
+        levels: depth of the tree (≥ 1); default 3 (8 items, 15 target units).
+        dtype: float dtype; default JAX's default float.
+
+    Returns:
+        ``(x, y)`` with x of shape (n, n) (the identity) and y of shape (n, 2n − 1).
+
+    Raises:
+        ValueError: for levels that is not an integer in 1 … 10, or a bad dtype.
+    """
+    levels = checks.integer("levels", levels, minimum=1, maximum=10)
+    dtype = checks.float_dtype("dtype", dtype)
+    n = 2**levels
+    y = np.zeros((n, 2 * n - 1))
+    for item in range(n):
+        for depth in range(levels + 1):
+            # Node index of the item's ancestor at this depth, in breadth-first order.
+            y[item, 2**depth - 1 + (item >> (levels - depth))] = 1.0
+    return jnp.eye(n, dtype=dtype), jnp.asarray(y, dtype)

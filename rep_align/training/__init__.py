@@ -21,22 +21,27 @@ Conventions shared by ``train`` and ``gradient_flow``:
 
 The code lives in private modules by idea: the record of a run and the steps every run
 shares (``_trajectory``), descent (``_descent``), many runs at once (``_ensemble``) and
-gradient flow (``_flow``).
+gradient flow (``_flow``), and epoch-based training that records many points'
+representations (``_epochs``, ``train_epochs``).
 """
 
 from rep_align.training._descent import OptimizerSpec as OptimizerSpec
 from rep_align.training._descent import train as train
 from rep_align.training._ensemble import train_ensemble as train_ensemble
+from rep_align.training._epochs import Snapshots as Snapshots
+from rep_align.training._epochs import train_epochs as train_epochs
 from rep_align.training._flow import gradient_flow as gradient_flow
 from rep_align.training._trajectory import Trajectory as Trajectory
 from rep_align.training._trajectory import loss_fn as loss_fn
 from rep_align.training._trajectory import split_run_key as split_run_key
 
 __all__ = [
+    "Snapshots",
     "Trajectory",
     "gradient_flow",
     "loss_fn",
     "split_run_key",
     "train",
     "train_ensemble",
+    "train_epochs",
 ]
