@@ -13,6 +13,7 @@ import sys
 
 # command name -> (module under rep_align.cli, one-line help)
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "reproduce": ("reproduce", "the main job: every experiment of the paper, one report"),
     "theory": ("theory", "integrate the two-point effective theory (docs/theory.md §2)"),
     "sweep": ("sweep", "run or resume a sweep spec (TOML) into a results directory"),
     "sweep-plot": ("sweep_plot", "standard figures of a sweep results directory"),

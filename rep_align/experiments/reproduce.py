@@ -1,0 +1,575 @@
+"""The main job: every experiment of the paper, one report that says where we agree.
+
+``run_reproduce(out, quick=...)`` runs the experiments of docs/theory.md §7 (and this
+project's additions: universality, the lazy limit, rates from kernels) one after the other,
+each into ``out/<stage>/`` through its own resumable store, and writes
+
+- ``out/summary.json``: per stage its status, time, headline numbers (with spread over
+  seeds), the criterion each is checked against and whether it holds;
+- ``out/report.md`` and a self-contained ``out/report.html`` (figures embedded): for each
+  experiment what the paper claims, what was measured and whether it agrees.
+
+Resuming. A stage that finished writes ``out/<stage>/stage.json``; a second call with the
+same mode reads it instead of running the stage again, and a stage that was killed midway
+resumes from its stores (the experiments' own caches), so nothing stored is retrained.
+
+Quick and full. ``quick=True`` keeps the paper's network sizes wherever the time allows
+(the two-point ``default`` preset always runs at the paper's size) and takes fewer seeds.
+Where a quick stage must shrink something, its headline numbers are compared with the
+stage's full-size numbers (from a full run in the same ``out`` if there is one, else the
+values measured by this project and listed in ``FULL_REFERENCE`` with their source): a
+quick number that differs from the full one by more than the stated tolerance is labelled
+"not comparable" in the report.
+
+Failures. A stage that raises is reported with its error, the other stages still run, and
+``run_reproduce`` returns a result whose ``ok`` is False (the CLI's exit status 1).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import html
+import json
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rep_align.files import atomic_write, jsonable, write_json
+
+__all__ = [
+    "FULL_REFERENCE",
+    "Headline",
+    "ReproduceResult",
+    "STAGES",
+    "Stage",
+    "run_reproduce",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """One measured number of a stage and the paper's claim it is checked against.
+
+    Attributes:
+        name: what was measured, e.g. "default: mean R² w".
+        value: the measurement (mean over seeds where there are seeds).
+        spread: standard deviation over seeds (NaN if one seed or none).
+        n: number of seeds (or runs) behind ``value``.
+        criterion: the check, in words, e.g. "≥ 0.95".
+        agrees: whether the check holds (None when there is no check, only a report).
+        comparable: False when a quick value differs from the full-size one beyond the
+            stage's tolerance (``note`` says by how much); True otherwise.
+        note: free text (e.g. the full-size value and tolerance).
+    """
+
+    name: str
+    value: float
+    spread: float = math.nan
+    n: int = 1
+    criterion: str = ""
+    agrees: bool | None = None
+    comparable: bool = True
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One experiment of the main job.
+
+    Attributes:
+        name: directory and key, e.g. "two_points".
+        title: heading of the report's section.
+        claim: what the paper claims (docs/theory.md §7), in one or two sentences.
+        run: ``run(out_dir, quick) -> result`` (a JSON-ready dict; the experiment writes its
+            own files into ``out_dir``).
+        headlines: ``headlines(result, quick) -> [Headline]``.
+        settings: ``settings(quick) -> dict``: what the stage runs (sizes, seeds), for the
+            report and for deciding whether a stored stage can be reused.
+        tolerance: for quick stages that shrink something: ``{headline name: max |quick −
+            full|}``; empty when quick runs at the full size.
+    """
+
+    name: str
+    title: str
+    claim: str
+    run: Callable[[Path, bool], Mapping[str, Any]]
+    headlines: Callable[[Mapping[str, Any], bool], list[Headline]]
+    settings: Callable[[bool], Mapping[str, Any]]
+    tolerance: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return math.nan, math.nan, 0
+    m = sum(v) / len(v)
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / len(v)) if len(v) > 1 else math.nan
+    return m, sd, len(v)
+
+
+def _check(value: float, op: str, bound: float) -> bool | None:
+    if not math.isfinite(value):
+        return False
+    return {">=": value >= bound, "<": value < bound, "<=": value <= bound, ">": value > bound}[op]
+
+
+# --------------------------------------------------------------------------------------
+# stage: two points
+
+
+def _two_points_settings(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(presets=["default"], seeds=4, size="paper")
+    return dict(presets="all", seeds=3, size="paper")
+
+
+def _two_points_run(out: Path, quick: bool) -> Mapping[str, Any]:
+    from rep_align.experiments.two_points import run_two_points
+
+    s = _two_points_settings(quick)
+    names = "all" if s["presets"] == "all" else s["presets"]
+    return run_two_points(names, seeds=s["seeds"], quick=False, out=str(out)).to_json()
+
+
+def _two_points_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
+    out = []
+    presets = result["presets"]
+    d = presets["default"]
+    for key, bound in (("r2_h", 0.99), ("r2_y", 0.99), ("r2_w", 0.95)):
+        vals = [s[key] for s in d["seeds"] if s.get("converged", True)]
+        m, sd, n = _mean_sd(vals)
+        out.append(
+            Headline(
+                f"default: mean {key.replace('r2_', 'R² ')}",
+                m,
+                sd,
+                n,
+                f"≥ {bound}",
+                _check(m, ">=", bound),
+            )
+        )
+    if len(presets) > 1:
+        good = [k for k, v in presets.items() if v.get("fit_quality") == "good"]
+        out.append(
+            Headline(
+                "presets with a good fit",
+                float(len(good)),
+                n=len(presets),
+                note=", ".join(good),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# stage: grid
+
+
+def _grid_settings(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(preset="default", seeds=1, size="quick (width ≤ 64, depth ≤ 4)")
+    return dict(preset="default", seeds=1, size="paper")
+
+
+def _grid_run(out: Path, quick: bool) -> Mapping[str, Any]:
+    from rep_align.experiments.grid import run_grid
+
+    return run_grid("default", seeds=1, quick=quick, out=str(out)).to_json()
+
+
+def _grid_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
+    st = result["stats"]
+    return [
+        Headline(
+            "Pearson r, measured vs predicted h∞",
+            st["pearson_r"],
+            n=st["n_kept"],
+            criterion="≥ 0.9",
+            agrees=_check(st["pearson_r"], ">=", 0.9),
+        ),
+        Headline(
+            "slope, measured on predicted",
+            st["slope"],
+            n=st["n_kept"],
+            note="the paper shows points near the identity line (slope 1)",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# registry and reference values
+
+#: Stages in the order they run (more are appended by ``register_stage``).
+STAGES: dict[str, Stage] = {}
+
+
+def register_stage(stage: Stage) -> Stage:
+    """Add ``stage`` to ``STAGES`` (in order); returns it."""
+    STAGES[stage.name] = stage
+    return stage
+
+
+register_stage(
+    Stage(
+        name="two_points",
+        title="Two-point trajectories",
+        claim=(
+            "The effective theory, with two fitted rates, follows a network's h, y and w "
+            "through the whole run (high R² for all three), for networks flexible enough "
+            "(docs/theory.md §7)."
+        ),
+        run=_two_points_run,
+        headlines=_two_points_headlines,
+        settings=_two_points_settings,
+    )
+)
+register_stage(
+    Stage(
+        name="grid",
+        title="Final-distance grid",
+        claim=(
+            "Over a 5 × 5 grid of input and target distances, the converged distance lies "
+            "near the theory's h∞ of eq. (3.2): high correlation, points near the identity."
+        ),
+        run=_grid_run,
+        headlines=_grid_headlines,
+        settings=_grid_settings,
+        tolerance={"Pearson r, measured vs predicted h∞": 0.05},
+    )
+)
+
+#: Full-size headline values measured by this project (``reproduction/``), used to label
+#: quick numbers when no full run is stored in the same output directory.
+FULL_REFERENCE: dict[str, dict[str, Any]] = {
+    "grid": {
+        "source": "reproduction/grid_40k.json (rep-align grid --preset default --seeds 1, "
+        "2026-11-29)",
+        "values": {
+            "Pearson r, measured vs predicted h∞": 0.9358,
+            "slope, measured on predicted": 0.690,
+        },
+    },
+}
+
+
+# --------------------------------------------------------------------------------------
+# the job
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceResult:
+    """What ``run_reproduce`` did.
+
+    Attributes:
+        mode: "quick" or "full".
+        stages: per stage: status ("ok", "failed", "skipped"), seconds, reused, settings,
+            headlines (as dicts), error (traceback text when failed), figures.
+        out: the output directory.
+    """
+
+    mode: str
+    stages: Mapping[str, Mapping[str, Any]]
+    out: Path
+
+    @property
+    def ok(self) -> bool:
+        """True when no stage failed."""
+        return all(s["status"] != "failed" for s in self.stages.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(mode=self.mode, ok=self.ok, stages=dict(self.stages))
+
+
+def _full_values(out: Path, name: str) -> tuple[dict[str, float], str]:
+    """Full-size headline values for stage ``name``: from a full run stored under
+    ``out/full/`` if there is one, else ``FULL_REFERENCE``."""
+    stored = out / "full" / name / "stage.json"
+    if stored.exists():
+        rec = json.loads(stored.read_text())
+        if rec.get("status") == "ok":
+            return {h["name"]: h["value"] for h in rec["headlines"]}, str(stored)
+    ref = FULL_REFERENCE.get(name)
+    if ref:
+        return dict(ref["values"]), ref["source"]
+    return {}, ""
+
+
+def _label(stage: Stage, heads: list[Headline], out: Path) -> list[Headline]:
+    if not stage.tolerance:
+        return heads
+    full, source = _full_values(out, stage.name)
+    labelled = []
+    for h in heads:
+        tol = stage.tolerance.get(h.name)
+        if tol is None:
+            labelled.append(h)
+            continue
+        if h.name not in full:
+            labelled.append(
+                dataclasses.replace(
+                    h,
+                    comparable=False,
+                    note=(h.note + " no full-size value to check against").strip(),
+                )
+            )
+            continue
+        diff = abs(h.value - full[h.name])
+        ok = diff <= tol
+        note = (
+            f"full size {full[h.name]:.4g} ({source}); |quick − full| = {diff:.3g}, tolerance {tol}"
+        )
+        labelled.append(dataclasses.replace(h, comparable=ok, note=(h.note + " " + note).strip()))
+    return labelled
+
+
+def _figures(where: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(where.parent)) for p in where.rglob("*.png") if "sweeps" not in p.parts
+    )
+
+
+def _run_stage(stage: Stage, root: Path, quick: bool, say) -> dict[str, Any]:
+    where = root / stage.name
+    marker = where / "stage.json"
+    settings = jsonable(dict(stage.settings(quick)))
+    if marker.exists():
+        rec = json.loads(marker.read_text())
+        if rec.get("status") == "ok" and rec.get("settings") == settings:
+            rec["reused"] = True
+            return rec
+    where.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        result = stage.run(where, quick)
+        heads = _label(
+            stage, stage.headlines(result, quick), root.parent if root.name == "full" else root
+        )
+        rec = dict(
+            status="ok",
+            seconds=round(time.perf_counter() - t0, 1),
+            settings=settings,
+            headlines=[jsonable(dataclasses.asdict(h)) for h in heads],
+            figures=_figures(where),
+            error=None,
+        )
+        write_json(marker, rec)
+    except Exception:  # noqa: BLE001 - one failing experiment must not stop the others
+        rec = dict(
+            status="failed",
+            seconds=round(time.perf_counter() - t0, 1),
+            settings=settings,
+            headlines=[],
+            figures=[],
+            error=traceback.format_exc(),
+        )
+        say(f"  {stage.name} FAILED: {rec['error'].strip().splitlines()[-1]}")
+    rec["reused"] = False
+    return rec
+
+
+def run_reproduce(
+    out: str | Path = "runs/reproduce",
+    *,
+    quick: bool = True,
+    only: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReproduceResult:
+    """Run every stage (or those in ``only``) and write the report.
+
+    Arguments:
+        out: output directory. Quick runs go to ``out/``, full runs to ``out/full/`` (so a
+            full run never overwrites a quick one, and quick numbers can be checked
+            against it).
+        quick: quick mode (default) or the paper's sizes throughout.
+        only: stage names to run (default all, in ``STAGES`` order).
+        progress: function receiving status lines (default: stderr).
+
+    Returns:
+        A ``ReproduceResult``; its ``ok`` is False if any stage failed.
+
+    Raises:
+        ValueError: for an unknown stage name in ``only``.
+    """
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    names = list(STAGES) if only is None else list(only)
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    base = Path(out)
+    root = base if quick else base / "full"
+    root.mkdir(parents=True, exist_ok=True)
+    mode = "quick" if quick else "full"
+    stages: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    for k, name in enumerate(names):
+        say(f"[{k}/{len(names)} experiments] starting {name} ({mode})")
+        rec = _run_stage(STAGES[name], root, quick, say)
+        stages[name] = rec
+        el = time.perf_counter() - t0
+        eta = el / (k + 1) * (len(names) - k - 1)
+        say(
+            f"[{k + 1}/{len(names)} experiments] {name}: {rec['status']}"
+            f"{' (stored)' if rec['reused'] else ''} in {rec['seconds']:.0f} s;"
+            f" elapsed {el:.0f} s, ETA {eta:.0f} s"
+        )
+    result = ReproduceResult(mode, stages, root)
+    write_json(root / "summary.json", result.to_json())
+    md = report_markdown(result)
+    atomic_write(root / "report.md", md.encode())
+    atomic_write(root / "report.html", report_html(result).encode())
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# the report
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return "—"
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _verdict(h: Mapping[str, Any]) -> str:
+    if not h.get("comparable", True):
+        return "not comparable"
+    if h.get("agrees") is None:
+        return "reported"
+    return "agrees" if h["agrees"] else "disagrees"
+
+
+def report_markdown(result: ReproduceResult) -> str:
+    """The report as Markdown (figures linked by relative path)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# rep_align: the paper reproduced ({result.mode} mode)",
+        "",
+        f"Written {now}. Each section: what the paper claims, what was measured here "
+        "(mean ± standard deviation over seeds, n = seeds), and whether it agrees. Criteria "
+        "are this project's reading of the paper's figures (docs/theory.md §7).",
+        "",
+        "| experiment | status | time (s) | headline | measured | criterion | verdict |",
+        "|---|---|---:|---|---|---|---|",
+    ]
+    for name, rec in result.stages.items():
+        heads = rec["headlines"] or [dict(name="—", value=None, criterion="")]
+        for i, h in enumerate(heads):
+            first = i == 0
+            lines.append(
+                f"| {name if first else ''} | {rec['status'] if first else ''} | "
+                f"{_fmt(rec['seconds']) if first else ''} | {h['name']} | {_measured(h)} | "
+                f"{h.get('criterion', '')} | {_verdict(h) if h.get('value') is not None else ''} |"
+            )
+    for name, rec in result.stages.items():
+        stage = STAGES.get(name)
+        lines += ["", f"## {stage.title if stage else name}", ""]
+        if stage:
+            lines += [f"**Paper's claim.** {stage.claim}", ""]
+        lines += [f"**Settings.** `{json.dumps(rec['settings'])}`", ""]
+        if rec["status"] == "failed":
+            lines += ["**Failed.**", "", "```", rec["error"].rstrip(), "```"]
+            continue
+        for h in rec["headlines"]:
+            note = f" ({h['note']})" if h.get("note") else ""
+            lines.append(f"- {h['name']}: {_measured(h)} — {_verdict(h)}{note}")
+        for fig in rec["figures"]:
+            lines += ["", f"![{fig}]({fig})"]
+    return "\n".join(lines) + "\n"
+
+
+def _measured(h: Mapping[str, Any]) -> str:
+    v = h.get("value")
+    if v is None:
+        return ""
+    text = _fmt(v)
+    sd = h.get("spread")
+    if isinstance(sd, float) and math.isfinite(sd):
+        text += f" ± {_fmt(sd)}"
+    if h.get("n", 1) > 1:
+        text += f" (n = {h['n']})"
+    return text
+
+
+def report_html(result: ReproduceResult) -> str:
+    """The report as one HTML file with every figure embedded (base64 PNG)."""
+    md = report_markdown(result)
+    body = []
+    in_code = False
+    table: list[str] = []
+
+    def flush_table():
+        if not table:
+            return
+        rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-: ")]
+        out = ["<table>"]
+        for i, cells in enumerate(rows):
+            tag = "th" if i == 0 else "td"
+            out.append(
+                "<tr>"
+                + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in cells)
+                + "</tr>"
+            )
+        out.append("</table>")
+        body.append("\n".join(out))
+        table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("```"):
+            flush_table()
+            body.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            body.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            path = result.out / line[line.index("(") + 1 : -1]
+            if path.exists():
+                data = base64.b64encode(path.read_bytes()).decode()
+                alt = html.escape(path.name)
+                src = f"data:image/png;base64,{data}"
+                body.append(f'<p><img style="max-width:100%" alt="{alt}" src="{src}"></p>')
+        elif line.startswith("- "):
+            body.append(f"<li>{_inline(line[2:])}</li>")
+        elif line:
+            body.append(f"<p>{_inline(line)}</p>")
+    flush_table()
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "pre{background:#f6f6f6;padding:8px;overflow-x:auto}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>rep_align report</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text)
+    while "**" in out:
+        out = out.replace("**", "<b>", 1).replace("**", "</b>", 1)
+    parts = out.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
