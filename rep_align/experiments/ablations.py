@@ -2,8 +2,9 @@
 the same runs; the theory should fit best.
 
 A sweep (the preset over seeds under the trajectory protocol, stored under
-``out/sweeps/ablations_<preset>``) plus an analysis: each variant of ``theory.VARIANTS``
-fitted to all runs with ``fit.fit_records``.
+``out/sweeps/<preset>-<hash>``, shared with the two-point experiment run into the same
+directory) plus an analysis: each variant of ``theory.VARIANTS`` fitted to all runs with
+``fit.fit_records``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def run_ablations(
     variants = list(theory.VARIANTS if variants is None else variants)
     preset = protocol_preset(name, quick=quick)
     with store_root(out) as root:
-        runs = train_seeds(preset.config, range(seeds), root=root, name=f"ablations_{name}")
+        runs = train_seeds(preset.config, range(seeds), root=root, name=name)
     ts, z_obs = observed(runs.records, preset.layer)
     status = Status(len(variants), "variants")
     table = {}

@@ -2,15 +2,16 @@
 run, a profile of effective rates and fit quality over depth.
 
 A sweep (one seed of the preset under the trajectory protocol, stored under
-``out/sweeps/depth_<preset>``) plus an analysis: h of each hidden layer, with the run's y
-and w, fitted separately, all layers in one ``fit.fit_records`` call.
+``out/sweeps/<preset>-<hash>``, shared with the two-point experiment run into the same
+directory) plus an analysis: h of each hidden layer, with the run's y and w, fitted
+separately, all layers in one ``fit.fit_records`` call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,15 +55,44 @@ class DepthResult:
 
 
 def run_depth(
-    name: str = "default", *, seed: int = 0, quick: bool = False, out: str | None = None
+    name: str = "default",
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    out: str | None = None,
+    store_seeds: Sequence[int] | None = None,
 ) -> DepthResult:
     """Fit (η_h, η_y) at every hidden layer of one run of preset ``name``.
 
     Writes ``out/depth.json`` and ``out/depth.png`` when ``out`` is given.
+
+    Arguments:
+        name: two-point preset (trajectory protocol).
+        seed: the run's seed.
+        quick: small network (width ≤ 64, depth ≤ 4).
+        out: output directory; its sweep stores are ``out/sweeps/<preset>-<hash>``, shared
+            with ``rep-align two-points`` and ``ablations`` run into the same directory.
+        store_seeds: the seeds of the store to read the run from (default ``[seed]``);
+            pass the seeds of a two-point run in the same ``out`` to reuse its stored runs.
+
+    Raises:
+        ValueError: if ``seed`` is not in ``store_seeds``.
     """
     preset = protocol_preset(name, quick=quick)
+    store_seeds = [seed] if store_seeds is None else [int(s) for s in store_seeds]
+    if seed not in store_seeds:
+        raise ValueError(f"seed {seed} is not among store_seeds {store_seeds}")
     with store_root(out) as root:
-        runs = train_seeds(preset.config, [seed], root=root, name=f"depth_{name}")
+        runs = train_seeds(preset.config, store_seeds, root=root, name=name)
+    runs = dataclasses.replace(
+        runs,
+        seeds=runs.seeds[[store_seeds.index(seed)]],
+        records={
+            k: (v if k == "times" else np.asarray(v)[[store_seeds.index(seed)]])
+            for k, v in runs.records.items()
+        },
+        table={k: np.asarray(v)[[store_seeds.index(seed)]] for k, v in runs.table.items()},
+    )
     n_layers = preset.config.num_hidden
     ts, z = observed(runs.records, 0)  # times, y and w; h of every layer is stacked below
     h_all = np.asarray(runs.records["h"], np.float64)[0]  # (T, L)

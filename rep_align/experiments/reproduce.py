@@ -93,6 +93,10 @@ class Stage:
             report and for deciding whether a stored stage can be reused.
         tolerance: for quick stages that shrink something: ``{headline name: max |quick −
             full|}``; empty when quick runs at the full size.
+        directory: the stage directory the experiment writes into (default ``name``);
+            stages that read the same stored runs share one (depth and ablations use the
+            two-point stage's runs of the ``default`` preset).
+        figures: glob patterns of the stage's figures in its directory.
     """
 
     name: str
@@ -102,6 +106,8 @@ class Stage:
     headlines: Callable[[Mapping[str, Any], bool], list[Headline]]
     settings: Callable[[bool], Mapping[str, Any]]
     tolerance: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    directory: str | None = None
+    figures: tuple[str, ...] = ("*.png",)
 
 
 # --------------------------------------------------------------------------------------
@@ -207,6 +213,72 @@ def _grid_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
 
 
 # --------------------------------------------------------------------------------------
+# stages: depth profile and ablations (the two-point stage's stored runs of ``default``)
+
+
+def _depth_settings(quick: bool) -> dict[str, Any]:
+    return dict(preset="default", seed=0, size="paper")
+
+
+def _depth_run(out: Path, quick: bool) -> Mapping[str, Any]:
+    from rep_align.experiments.depth import run_depth
+
+    seeds = list(range(_two_points_settings(quick)["seeds"]))
+    return run_depth("default", seed=0, out=str(out), store_seeds=seeds).to_json()
+
+
+def _depth_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
+    tr = result["trend"]
+    early = tr["mean_fit_loss_early_layers"]
+    late = tr["mean_fit_loss_late_layers"]
+    n = len(result["layers"])
+    return [
+        Headline("fit loss, first half of the layers (mean)", early, n=n // 2),
+        Headline(
+            "fit loss, second half of the layers (mean)",
+            late,
+            n=n - n // 2,
+            criterion="at most the first half's",
+            agrees=bool(tr["late_fit_at_least_as_good"]),
+            note="the reference's stored output: fit loss 22 at layer 0, 0.09 at layer 11",
+        ),
+    ]
+
+
+def _ablations_settings(quick: bool) -> dict[str, Any]:
+    # Quick: the two-point stage's 4 stored seeds (one store); full: 5 seeds.
+    return dict(preset="default", seeds=4 if quick else 5, size="paper")
+
+
+def _ablations_run(out: Path, quick: bool) -> Mapping[str, Any]:
+    from rep_align.experiments.ablations import run_ablations
+
+    seeds = _ablations_settings(quick)["seeds"]
+    return run_ablations("default", seeds=seeds, out=str(out)).to_json()
+
+
+def _ablations_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
+    table = result["variants"]
+    th = table["theory"]
+    n = len(th["fit_loss"]) - th["failed"]
+    heads = [Headline("theory: mean fit loss", th["mean_fit_loss"], th["std_fit_loss"], n)]
+    for name, row in table.items():
+        if name == "theory":
+            continue
+        heads.append(
+            Headline(
+                f"{name}: mean fit loss",
+                row["mean_fit_loss"],
+                row["std_fit_loss"],
+                len(row["fit_loss"]) - row["failed"],
+                criterion="above the theory's",
+                agrees=_check(row["mean_fit_loss"], ">", th["mean_fit_loss"]),
+            )
+        )
+    return heads
+
+
+# --------------------------------------------------------------------------------------
 # registry and reference values
 
 #: Stages in the order they run (more are appended by ``register_stage``).
@@ -231,6 +303,7 @@ register_stage(
         run=_two_points_run,
         headlines=_two_points_headlines,
         settings=_two_points_settings,
+        figures=("r2_overview.png", "default_trajectories.png"),
     )
 )
 register_stage(
@@ -245,6 +318,37 @@ register_stage(
         headlines=_grid_headlines,
         settings=_grid_settings,
         tolerance={"Pearson r, measured vs predicted h∞": 0.05},
+    )
+)
+
+register_stage(
+    Stage(
+        name="depth",
+        title="Depth profile",
+        claim=(
+            "Fitted rates and fit loss vary smoothly with the read-out layer; the theory fits "
+            "best in the middle and later layers, where both encoder and decoder are deep."
+        ),
+        run=_depth_run,
+        headlines=_depth_headlines,
+        settings=_depth_settings,
+        directory="two_points",
+        figures=("depth.png",),
+    )
+)
+register_stage(
+    Stage(
+        name="ablations",
+        title="Ablations",
+        claim=(
+            "Each of four altered theories (docs/theory.md §4) fits the same runs visibly "
+            "and measurably worse than the theory."
+        ),
+        run=_ablations_run,
+        headlines=_ablations_headlines,
+        settings=_ablations_settings,
+        directory="two_points",
+        figures=("ablations.png",),
     )
 )
 
@@ -332,15 +436,14 @@ def _label(stage: Stage, heads: list[Headline], out: Path) -> list[Headline]:
     return labelled
 
 
-def _figures(where: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(where.parent)) for p in where.rglob("*.png") if "sweeps" not in p.parts
-    )
+def _figures(where: Path, patterns: Sequence[str]) -> list[str]:
+    found = {p for pat in patterns for p in where.glob(pat)}
+    return sorted(str(p.relative_to(where.parent)) for p in found)
 
 
 def _run_stage(stage: Stage, root: Path, quick: bool, say) -> dict[str, Any]:
-    where = root / stage.name
-    marker = where / "stage.json"
+    where = root / (stage.directory or stage.name)
+    marker = root / stage.name / "stage.json"
     settings = jsonable(dict(stage.settings(quick)))
     if marker.exists():
         rec = json.loads(marker.read_text())
@@ -348,6 +451,7 @@ def _run_stage(stage: Stage, root: Path, quick: bool, say) -> dict[str, Any]:
             rec["reused"] = True
             return rec
     where.mkdir(parents=True, exist_ok=True)
+    marker.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         result = stage.run(where, quick)
@@ -359,7 +463,7 @@ def _run_stage(stage: Stage, root: Path, quick: bool, say) -> dict[str, Any]:
             seconds=round(time.perf_counter() - t0, 1),
             settings=settings,
             headlines=[jsonable(dataclasses.asdict(h)) for h in heads],
-            figures=_figures(where),
+            figures=_figures(where, stage.figures),
             error=None,
         )
         write_json(marker, rec)
