@@ -100,6 +100,9 @@ def test_plot_theory_marks_the_analytic_end_state():
         assert list(ax.get_lines()[1].get_ydata()) == [ref, ref]
     assert "h∞" in fig.axes[0].get_legend().get_texts()[0].get_text()
     assert "solid" in fig.get_suptitle() and "dotted" in fig.get_suptitle()
+    assert "(h0, y0, w0) = (0.01, 0, -0.1)" in fig.get_suptitle()
+    titled = plots.plot_theory(TIMES, z, h_inf=0.31, dy2=0.5, rates=dict(eta_h=5e-4, dx2=1.2))
+    assert "eta_h = 0.0005, dx2 = 1.2" in titled.get_suptitle()
     # Without a loss the fourth panel is hidden.
     bare = plots.plot_theory(TIMES, z, h_inf=0.31, dy2=0.5)
     assert not bare.axes[3].axison and not bare.axes[3].get_lines()
@@ -279,8 +282,20 @@ def test_two_point_trajectories_redraws_from_summary_json(tmp_path):
     np.testing.assert_array_equal(fig.axes[0].get_lines()[1].get_ydata(), arrays["z_fit"][0, :, 0])
     assert "layer 2" in fig.axes[0].get_ylabel()
     title = fig.get_suptitle()
-    for part in ("default", "P=64", "L=4", "solid network", "dashed fitted theory", "2/3 seeds"):
+    parts = ("two-point task", "default", "P=64", "L=4", "layer 2", "seeds 0, 1, 2",
+             "solid: network", "dashed: fitted theory", "2/3 converged seeds")  # fmt: skip
+    for part in parts:
         assert part in title, part
+    # the legend below says what solid and dashed are, and which colour is which seed
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["solid: network", "dashed: fitted theory", "seed 0", "seed 1", "seed 2"]
+    styles = [h.get_linestyle() for h in legend.legend_handles]
+    assert styles[:2] == ["-", "--"]
+    assert [h.get_color() for h in legend.legend_handles[2:]] == ["C0", "C1", "C2"]
+    # seed numbers from the summary's per-seed rows, when it has them
+    result = dict(result, seeds=[{"seed": s} for s in (4, 5, 6)])
+    assert "seeds 4, 5, 6" in plots.two_point_trajectories(result, arrays).get_suptitle()
 
 
 def test_experiment_summary_figures():
@@ -293,13 +308,23 @@ def test_experiment_summary_figures():
         },
     }  # fmt: skip
     fig = plots.two_point_overview(summary)
-    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 6  # 2 presets × 3 bars
+    assert len(fig.axes) == 2  # the table and its colour bar
+    assert [t.get_text() for t in fig.axes[0].texts] == [
+        "0.900 ± 0.010",
+        "n/a",
+        "0.800 ± 0.020",
+    ] * 2
     assert "of 5" in fig.axes[0].get_title()
 
     fig = plots.grid_scatter(np.array([0.1, 0.5, 1.0]), np.array([0.1, 0.6, 0.9]),
                              {"slope": 1.0, "pearson_r": 0.99}, "grid: default")  # fmt: skip
     assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 1
     assert len(fig.axes[0].collections) == 1 and "Pearson r 0.9900" in fig.axes[0].get_title()
+    assert "identity (dashed)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    stats = {"slope": 1.0, "pearson_r": 0.99, "n_kept": 3, "n_runs": 4}
+    fig = plots.grid_scatter(np.ones(3), np.ones(3), stats, "grid", config=dict(CONFIG, seeds=1))
+    title = fig.axes[0].get_title()
+    assert "default (mlp, relu, P=64, L=4), 1 seed\n" in title and "3/4 runs kept" in title
 
     layers = [dict(layer=k, eta_h=1e-3, eta_y=2e-3, fit_loss=1e-5, r2_h=0.9, r2_y=0.9,
                    r2_w=0.9) for k in range(4)]  # fmt: skip
@@ -314,6 +339,46 @@ def test_experiment_summary_figures():
     for f in (plots.depth_profile({"config": CONFIG, "seed": 7, "layers": layers}), fig):
         text = _texts(f)
         assert "default" in text and "P=64" in text and "L=4" in text, text
+    assert "5 seeds" in _texts(fig) and "error bars: std" in _texts(fig)
+    depth = _texts(plots.depth_profile({"config": CONFIG, "seed": 7, "layers": layers}))
+    assert "seed 7" in depth and "dotted, right axis" in depth
+
+
+def test_r2_overview_stays_readable_when_presets_fail():
+    # The paper-size run of every preset: two bars near R² −10 made every other bar
+    # invisible. In the table every value is printed and the colours are clipped.
+    means = {"good": (0.995, 0.998, 0.977), "poor": (0.96, 0.97, 0.70),
+             "failed": (-6.915, -10.077, -0.808), "none": (np.nan, np.nan, np.nan)}  # fmt: skip
+    summary = {
+        "settings": {"seeds": 3, "quick": False, "precision": "float32",
+                     "good_fit": {"r2_h": 0.99, "r2_y": 0.995, "r2_w": 0.96}},
+        "presets": {
+            n: {"config": dict(CONFIG, name=n), "n_converged": 0 if n == "none" else 3,
+                "n_seeds": 3, "mean": dict(zip(("r2_h", "r2_y", "r2_w"), m, strict=True)),
+                "std": {"r2_h": 0.001, "r2_y": 8.991, "r2_w": 0.05}}
+            for n, m in means.items()
+        },
+    }  # fmt: skip
+    fig = plots.two_point_overview(summary)
+    table, bar = fig.axes
+    texts = [t.get_text() for t in table.texts]
+    assert texts[:3] == ["0.995 ± 0.001", "0.998 ± 8.991", "0.977 ± 0.050"]
+    assert texts[6:9] == ["-6.915 ± 0.001", "-10.1 ± 8.991", "-0.808 ± 0.050"]
+    assert texts[9:] == ["n/a"] * 3
+    # bold exactly where the good-fit bound is met
+    bold = [t.get_fontweight() == "bold" for t in table.texts]
+    assert bold == [True, True, True] + [False] * 9
+    # the colours: misfit 1 − R² on a log scale, clipped to [1e-3, 1]; no converged seed masked
+    shown = table.get_images()[0].get_array()
+    np.testing.assert_allclose(shown[0], [0.005, 0.002, 0.023], rtol=1e-9)
+    np.testing.assert_array_equal(shown[2], [1.0, 1.0, 1.0])
+    assert shown.mask[3].all() and not shown.mask[:3].any()
+    rows = [t.get_text() for t in table.get_yticklabels()]
+    assert rows[0] == "good   P=64, L=4   3/3" and rows[3] == "none   P=64, L=4   0/3"
+    title = table.get_title()
+    for part in ("of 3", "the presets' own sizes", "float32", "h ≥ 0.99, y ≥ 0.995, w ≥ 0.96"):
+        assert part in title, part
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["≥ 0.999", "0.99", "0.9", "≤ 0"]
 
 
 # ------------------------------------------------------------------ imports

@@ -241,6 +241,7 @@ def run_grid(
                 pred,
                 result.stats,
                 f"final-distance grid: {name}" + (" (quick)" if quick else ""),
+                config=result.config,
             ),
             os.path.join(out, "grid.png"),
         )

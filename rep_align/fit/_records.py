@@ -232,14 +232,13 @@ def predicted_final_distance(
     eta_y > 0; NaN elsewhere (diverged runs, failed fits). It is evaluated in JAX's
     default float, float32 unless 64-bit mode is on (``jax.enable_x64``), as rep_align's
     summaries always have been (relative rounding about 1e-7, far below the spread over
-    seeds); enable 64-bit mode around the call for float64.
+    seeds); enable 64-bit mode around the call for float64. The arguments broadcast
+    against each other.
 
     Arguments:
-        h0, y0: recorded initial squared representational distance and output-target
-            alignment.
+        h0, y0: recorded initial squared representational and output distances.
         eta_h, eta_y: fitted rates per gradient step (NaN where not fitted).
         dx2, dy2: squared input and target distances (>= 0 where the rest is valid).
-        All broadcast against each other.
 
     Returns:
         h∞, a float64 NumPy array of the broadcast shape (values in JAX's default float).

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-__all__ = ["draw_hywl", "hywl_axes", "hywl_labels", "save"]
+__all__ = ["draw_hywl", "hywl_axes", "hywl_labels", "line_legend", "save"]
 
 # Line widths of measured (solid) and theory (dashed) curves.
 MEASURED_LW = 1.5
@@ -136,3 +137,44 @@ def draw_hywl(
         ax.set_ylabel(labels[k])
     for ax in axes[2:]:
         ax.set_xlabel(xlabel)
+
+
+def line_legend(
+    fig: Figure,
+    run_labels: Sequence[str],
+    *,
+    colors: Sequence | None = None,
+    solid: str = "network",
+    dashed: str | None = "fitted theory",
+) -> None:
+    """A legend below the panels: what solid and dashed lines are, and one colour per run.
+
+    Arguments:
+        fig: the figure (with constrained layout, which makes room below the axes).
+        run_labels: one label per run, e.g. ``"seed 0"``, in the order of ``draw_hywl``.
+        colors: the runs' colours (default "C0", "C1", … as ``draw_hywl``).
+        solid: what the solid lines show.
+        dashed: what the dashed lines show; None when there are none.
+
+    Raises:
+        ValueError: if ``colors`` does not give one colour per label.
+    """
+    colors = [f"C{i % 10}" for i in range(len(run_labels))] if colors is None else list(colors)
+    if len(colors) != len(run_labels):
+        raise ValueError(
+            f"colors must give one colour per run label ({len(run_labels)}), got {len(colors)}"
+        )
+    handles = [Line2D([], [], color="k", lw=MEASURED_LW, label=f"solid: {solid}")]
+    if dashed is not None:
+        handles.append(Line2D([], [], color="k", lw=THEORY_LW, ls="--", label=f"dashed: {dashed}"))
+    handles += [
+        Line2D([], [], color=c, lw=4, label=str(lab))
+        for c, lab in zip(colors, run_labels, strict=True)
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 8),
+        frameon=False,
+        fontsize="small",
+    )

@@ -3,6 +3,8 @@ theory's (``plot_theory``), on the shared h/y/w/loss panel."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -69,11 +71,13 @@ def plot_theory(
     dy2: float,
     loss=None,
     title: str = "two-point effective theory, eqs. (2.1)-(2.3)",
+    rates: Mapping[str, float] | None = None,
 ) -> Figure:
     """h, y, w (and optionally the loss) of one solution of the two-point theory.
 
     The solution is solid; dotted grey lines mark its analytic end state: h∞ (3.2), y = dy2
-    and w = 0.
+    and w = 0. The title's second line gives the initial state ``z[0]`` and, if given, the
+    rates and distances of the solution.
 
     Arguments:
         ts: times, shape (T,), in gradient steps.
@@ -82,7 +86,9 @@ def plot_theory(
         dy2: squared target distance ‖Δy*‖².
         loss: optional loss along the solution, shape (T,) (``theory.loss_curve``, eq.
             (3.5)); without it the loss panel is hidden.
-        title: figure title.
+        title: first line of the figure title.
+        rates: optional parameters of the solution for the title, e.g.
+            ``dict(eta_h=5e-4, eta_y=8e-3, dx2=1.2, dy2=0.76)`` (any names and numbers).
 
     Returns:
         A 2×2 ``matplotlib.figure.Figure``.
@@ -98,7 +104,7 @@ def plot_theory(
         )
     h_inf = checks.real("h_inf", h_inf, finite=False)
     dy2 = checks.real("dy2", dy2)
-    fig = Figure(figsize=(9, 6.5), layout="constrained")
+    fig = Figure(figsize=(9, 6.8), layout="constrained")
     draw_hywl(
         hywl_axes(fig),
         ts,
@@ -112,5 +118,8 @@ def plot_theory(
         ),
         xlabel="time (gradient steps)",
     )
-    fig.suptitle(f"{title}: solid solution, dotted analytic end state")
+    start = f"from (h0, y0, w0) = ({z[0, 0]:.4g}, {z[0, 1]:.4g}, {z[0, 2]:.4g})"
+    if rates:
+        start += ", " + ", ".join(f"{k} = {float(v):.4g}" for k, v in rates.items())
+    fig.suptitle(f"{title}: solid solution, dotted analytic end state\n{start}")
     return fig

@@ -141,6 +141,39 @@ def lazy_limit(
     return jnp.maximum(a_high, 0.0)
 
 
+# Relative defect |y·dy2 − (y − w)²| / (y·dy2 + (y − w)²) of a first state up to which it
+# counts as one of a pair with one output unit (defect 0: Δŷ ∥ Δy*). Rounding leaves a few
+# ulps (float32 records: ~1e-7); the README's example state, not a one-output one, has 0.15.
+_ONE_OUTPUT_DEFECT = 1e-5
+
+
+def _error_sq(y, w, dy2, out_dim: int):
+    """‖e‖² = ‖Δŷ − Δy*‖² of a pair from (y, w) at times (..., T), without cancellation
+    near a perfect fit.
+
+    ‖e‖² = 2w − y + dy2 in exact arithmetic; near a perfect fit that difference of numbers
+    of order dy2 keeps the rounding of y (and any solver error) as an absolute error of
+    order ε·dy2, a floor. Split e into its parts along and across Δy* instead:
+    ‖e‖² = (Δy*·e)²/dy2 + ‖Δŷ⊥‖², with Δy*·e = (y − dy2) − w (as Δy*·Δŷ = y − w) and
+    ‖Δŷ⊥‖² = y − (y − w)²/dy2. The first part is the square of a small number whose
+    rounding is relative to itself (y − dy2 is exact when y is within a factor 2 of dy2).
+    With one output unit Δŷ ∥ Δy*, so the second part is 0: it is dropped when
+    ``out_dim == 1`` and the first state is a one-output state (``_ONE_OUTPUT_DEFECT``),
+    which the theory keeps one (docs/theory.md (2.4)-(2.6) conserve Δŷ ∥ Δy*). Otherwise
+    it is computed as it stands (clamped at 0 against rounding), resolved to about ε·y.
+    For dy2 = 0, e = Δŷ and ‖e‖² = y.
+    """
+    positive = dy2 > 0
+    safe = jnp.where(positive, dy2, 1.0)
+    along = (y - dy2) - w
+    u = y - w
+    across = jnp.maximum(y - u * u / safe, 0.0)
+    if out_dim == 1:
+        a, b = y[..., :1] * safe, u[..., :1] * u[..., :1]
+        across = jnp.where(jnp.abs(a - b) <= _ONE_OUTPUT_DEFECT * (a + b), 0.0, across)
+    return jnp.where(positive, along * along / safe + across, y)
+
+
 def loss_curve(
     ts: Float[ArrayLike, "... times"],
     z: Float[ArrayLike, "... times 3"],
@@ -152,8 +185,24 @@ def loss_curve(
 ) -> Float[Array, "... times"]:
     """Training loss 0.5·mse of the pair along a theory trajectory, equation (3.5).
 
-    L(t) = ¼ (2 m0 exp(−2 η_m (t − t0)) + w(t) + ½ (dy2 − y(t))) / out_dim, with t0 = ts[0]
-    the time of ``m0`` (the squared error of the pair's mean output); docs/theory.md §3.
+    L(t) = ¼ (2 m0 exp(−2 η_m (t − t0)) + ½ ‖e(t)‖²) / out_dim, with t0 = ts[0] the time of
+    ``m0`` (the squared error of the pair's mean output) and ‖e‖² = ‖Δŷ − Δy*‖² =
+    2w − y + dy2, so that this is (3.5) of docs/theory.md §3.
+
+    ‖e‖² is evaluated without the cancellation of 2w − y + dy2 near a perfect fit, where
+    that difference of numbers of order dy2 keeps the rounding of y, and any solver error
+    in y and w, as a floor of the loss (the rounding of y alone: up to ε·dy2/16, 4e-9 in
+    float32 for dy2 = 0.5). Instead ‖e‖² = (Δy*·e)²/dy2 + ‖Δŷ⊥‖², the squares of the
+    error's parts along and across Δy*, with Δy*·e = (y − dy2) − w and
+    ‖Δŷ⊥‖² = y − (y − w)²/dy2. The first has relative rounding: it falls with the error
+    down to a floor of order ε²·dy2. With one output unit Δŷ and Δy* are numbers and the
+    second is 0 (y·dy2 = (y − w)²); for ``out_dim == 1`` it is dropped when the first
+    state satisfies this to a relative 1e-5 (rounding leaves ~1e-7 in float32), as the
+    theory then keeps it so. Otherwise, and for ``out_dim > 1``, it is computed as it
+    stands (clamped at 0 against rounding) and is resolved only to about ε·y. Where
+    nothing cancels, the result equals the plain (3.5) to rounding, or to the
+    solver's tolerance where its error moves a one-output state off y·dy2 = (y − w)².
+    For dy2 = 0, ‖e‖² = y.
 
     Arguments:
         ts: times in steps, ``(..., T)``.
@@ -182,7 +231,8 @@ def loss_curve(
     dy2 = jnp.asarray(dy2)[..., None]
     t = ts - ts[..., :1]
     y, w = z[..., 1], z[..., 2]
-    return 0.25 * (2.0 * m0 * jnp.exp(-2.0 * eta_m * t) + w + 0.5 * (dy2 - y)) / out_dim
+    err2 = _error_sq(y, w, dy2, out_dim)
+    return 0.25 * (2.0 * m0 * jnp.exp(-2.0 * eta_m * t) + 0.5 * err2) / out_dim
 
 
 # ----------------------------------------------------------------------------------------
