@@ -22,6 +22,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "depth": ("depth", "fitted effective rates at every hidden layer of one run"),
     "ablations": ("ablations", "fit the ablated theories of docs/theory.md §4 to the same runs"),
     "train": ("train", "train one two-point preset network; write h, y, w, loss and a plot"),
+    "blobs": (
+        "blobs",
+        "context blobs: 3-D MDS of layer 2, hidden vs input distances, context ratio",
+    ),
+    "mnist": (
+        "mnist",
+        "MNIST: structure heuristic vs learned distances, and the 0/1 pair's trajectories",
+    ),
     "validity": ("validity", "map where the theory fits: width x depth x gain, every run fitted"),
 }
 
