@@ -14,7 +14,9 @@ from rep_align import config as config
 from rep_align import data as data
 from rep_align import devices as devices
 from rep_align import dynamics as dynamics
+from rep_align import embedding as embedding
 from rep_align import fit as fit
+from rep_align import kernel_rates as kernel_rates
 from rep_align import metrics as metrics
 from rep_align import networks as networks
 from rep_align import ntk as ntk

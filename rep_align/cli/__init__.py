@@ -30,6 +30,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "mnist",
         "MNIST: structure heuristic vs learned distances, and the 0/1 pair's trajectories",
     ),
+    "kernel-rates": (
+        "kernel_rates",
+        "effective rates read off the tangent kernels vs fitted rates (docs/theory.md §8)",
+    ),
     "validity": ("validity", "map where the theory fits: width x depth x gain, every run fitted"),
 }
 

@@ -458,6 +458,59 @@ def _mnist_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
 
 
 # --------------------------------------------------------------------------------------
+# stage: rates read off the tangent kernels (this project's addition)
+
+
+def _kernel_rates_settings(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(presets=["default"], source="two_points stage", motion=[])
+    return dict(presets="all", source="two_points stage", motion=["default", "linear", "two_layer"])
+
+
+def _kernel_rates_run(out: Path, quick: bool) -> Mapping[str, Any]:
+    from rep_align.experiments.kernel_rates import run_kernel_rates
+
+    s = _kernel_rates_settings(quick)
+    source = out.parent / "two_points"
+    if not (source / "summary.json").exists():
+        raise RuntimeError("the kernel-rates stage reads the two_points stage; run it first")
+    presets = None if s["presets"] == "all" else s["presets"]
+    depth = source / "depth.json"
+    return run_kernel_rates(
+        source=str(source),
+        depth=str(depth) if depth.exists() else None,
+        presets=presets,
+        motion=s["motion"],
+        out=str(out),
+    ).to_json()
+
+
+def _kernel_rates_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
+    heads = []
+    for name, entry in result["presets"].items():
+        sm = entry["summary"]
+        n = sm.get("n_converged", 1)
+        if name not in ("default", "two_layer"):
+            continue
+        heads += [
+            Headline(
+                f"{name}: η_h kernel / fitted",
+                sm["ratio_h"],
+                n=n,
+                note="1 where the theory is exact (two-layer linear, docs/theory.md §8)",
+            ),
+            Headline(f"{name}: η_y kernel / fitted", sm["ratio_y"], n=n),
+            Headline(
+                f"{name}: h∞ from init-time kernel rates",
+                sm["h_inf_kernel"],
+                n=n,
+                note=f"measured {sm['h_final']:.3g}, fitted-rate theory {sm['h_inf_fit']:.3g}",
+            ),
+        ]
+    return heads
+
+
+# --------------------------------------------------------------------------------------
 # registry and reference values
 
 #: Stages in the order they run (more are appended by ``register_stage``).
@@ -573,6 +626,21 @@ register_stage(
         run=_mnist_run,
         headlines=_mnist_headlines,
         settings=_mnist_settings,
+    )
+)
+
+register_stage(
+    Stage(
+        name="kernel_rates",
+        title="Effective rates read off the tangent kernels (not in the paper)",
+        claim=(
+            "This project's addition (docs/theory.md §8): the rates η_h, η_y estimated from "
+            "the network's tangent kernels at initialisation, against the fitted rates. Exact "
+            "for a two-layer linear network; reported, not claimed, elsewhere."
+        ),
+        run=_kernel_rates_run,
+        headlines=_kernel_rates_headlines,
+        settings=_kernel_rates_settings,
     )
 )
 
