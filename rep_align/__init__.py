@@ -21,6 +21,7 @@ from rep_align import metrics as metrics
 from rep_align import networks as networks
 from rep_align import ntk as ntk
 from rep_align import observables as observables
+from rep_align import predict as predict
 from rep_align import presets as presets
 from rep_align import sweep as sweep
 from rep_align import theory as theory

@@ -22,6 +22,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "depth": ("depth", "fitted effective rates at every hidden layer of one run"),
     "ablations": ("ablations", "fit the ablated theories of docs/theory.md §4 to the same runs"),
     "train": ("train", "train one two-point preset network; write h, y, w, loss and a plot"),
+    "xor": ("xor", "XOR in rich, intermediate, lazy regimes: learned vs predicted distances"),
+    "predict": ("predict", "predicted final distance matrix of your own data (eq. 6.1)"),
     "blobs": (
         "blobs",
         "context blobs: 3-D MDS of layer 2, hidden vs input distances, context ratio",

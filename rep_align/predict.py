@@ -1,0 +1,315 @@
+"""The pairwise theory as a tool: predicted final representational distances of a data set.
+
+Given a data set (inputs ``x`` and targets ``y*``, one row per point), docs/theory.md §6
+predicts the matrix of squared hidden distances a network converges to by applying the
+two-point result (3.2) to every pair of points, as if each pair were alone:
+
+- from a given network's initial representations (hidden activations ``h0`` at the chosen
+  layer and outputs ``y0``, one row per point), equation (6.1):
+  ``H∞_ij = A_ij/2 + sqrt(A_ij²/4 + ρ Dx_ij Dy_ij)``, ``A_ij = H0_ij − ρ Dx_ij Y0_ij / H0_ij``;
+- in the rich limit (small initial weights, no initial terms), equation (3.3) pair by pair:
+  ``H∞_ij = sqrt(ρ Dx_ij Dy_ij)``.
+
+Here ``Dx``, ``Dy``, ``H0``, ``Y0`` are matrices of *squared* Euclidean distances and
+ρ = η_h/η_y is the ratio of the effective rates (docs/theory.md §5). Only the ratio enters.
+With initial terms it matters and must be given (the reference study takes it from fits of
+the two-point ``default`` preset: ``rates_from_two_points``); in the rich limit it only
+multiplies the whole matrix by sqrt(ρ), so it defaults to 1.0 there.
+
+``predict_distances`` returns squared distances; the reference compares their square roots
+with a network's (unsquared) distance matrix (docs/presets.md, "XOR").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from rep_align import checks, theory
+
+__all__ = [
+    "TwoPointRates",
+    "origin_slope",
+    "pairwise_squared_distances",
+    "predict_distances",
+    "rates_from_two_points",
+    "upper_pearson",
+]
+
+# Entries of the (n, n, d) difference block evaluated at once by pairwise_squared_distances.
+_BLOCK_ENTRIES = 1 << 22
+
+
+def _matrix(name: str, a: Any) -> np.ndarray:
+    """``a`` as a finite 2-D float array (concrete), or a ValueError naming ``name``."""
+    try:
+        arr = np.asarray(a)
+    except Exception as err:  # ragged lists and the like
+        raise ValueError(f"{name} must be a 2-D numeric array: {err}") from None
+    if arr.dtype.kind not in "iuf" or arr.dtype.kind == "b":
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (points, features), got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one feature per point, got shape {arr.shape}")
+    checks.values(name, arr, finite=True)
+    return arr
+
+
+def pairwise_squared_distances(a: Float[ArrayLike, "n d"]) -> Float[Array, "n n"]:
+    """Squared Euclidean distances ``D_ij = ‖a_i − a_j‖²`` between the rows of ``a``.
+
+    Computed from the differences themselves (not from a Gram matrix), so coincident rows
+    give exactly 0 and nearby rows keep their relative precision, which (6.1) needs: it
+    divides by the initial hidden distances. Cost O(n² d), evaluated in row blocks of about
+    4 M entries. The result is exactly symmetric with a zero diagonal.
+
+    Arguments:
+        a: (n, d) array, one row per point.
+
+    Returns:
+        (n, n) array in ``a``'s float dtype (JAX's default float for integer input).
+    """
+    a = jnp.asarray(a)
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        a = a.astype(jnp.result_type(float))
+    n, d = a.shape
+    return _squared_distances(a, batch=max(1, min(n, _BLOCK_ENTRIES // max(1, n * d))))
+
+
+@functools.partial(jax.jit, static_argnames="batch")
+def _squared_distances(a, *, batch: int):
+    rows = jax.lax.map(lambda ai: jnp.sum((a - ai) ** 2, axis=1), a, batch_size=batch)
+    return jnp.where(jnp.eye(a.shape[0], dtype=bool), 0.0, rows)
+
+
+def _upper(a: ArrayLike) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
+        raise ValueError(f"expected a square matrix of at least 2 points, got shape {a.shape}")
+    return a[np.triu_indices(a.shape[0], 1)]
+
+
+def upper_pearson(a: ArrayLike, b: ArrayLike) -> float:
+    """Pearson correlation of two (n, n) matrices over their upper-triangle entries (i < j).
+
+    NaN if an entry is not finite or either set of entries is constant.
+
+    Raises:
+        ValueError: matrices that are not square, of fewer than 2 points, or of other sizes.
+    """
+    u, v = _upper(a), _upper(b)
+    if u.shape != v.shape:
+        raise ValueError(f"matrices of different sizes: {np.shape(a)} and {np.shape(b)}")
+    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
+        return math.nan
+    du, dv = u - u.mean(), v - v.mean()
+    den = math.sqrt(float(du @ du) * float(dv @ dv))
+    return float(du @ dv) / den if den > 0 else math.nan
+
+
+def origin_slope(learned: ArrayLike, other: ArrayLike) -> float:
+    """Least-squares slope through the origin over the upper-triangle entries:
+    ``learned ≈ slope · other``, i.e. ``Σ l·o / Σ o²``. NaN for non-finite entries or an
+    all-zero ``other``.
+
+    Raises:
+        ValueError: as ``upper_pearson``.
+    """
+    u, v = _upper(learned), _upper(other)
+    if u.shape != v.shape:
+        raise ValueError(f"matrices of different sizes: {np.shape(learned)} and {np.shape(other)}")
+    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
+        return math.nan
+    den = float(v @ v)
+    return float(u @ v) / den if den > 0 else math.nan
+
+
+def _pairs(mask: np.ndarray, limit: int = 3) -> str:
+    i, j = np.nonzero(np.triu(mask, 1))
+    text = ", ".join(f"({a}, {b})" for a, b in zip(i[:limit], j[:limit], strict=True))
+    return text + (", …" if i.size > limit else "")
+
+
+def predict_distances(
+    inputs: Float[ArrayLike, "n d_in"],
+    targets: Float[ArrayLike, "n d_out"],
+    *,
+    hidden0: Float[ArrayLike, "n F"] | None = None,
+    outputs0: Float[ArrayLike, "n d_out"] | None = None,
+    eta_ratio: float | None = None,
+) -> Float[Array, "n n"]:
+    """Predicted matrix of final squared hidden distances of a data set (docs/theory.md §6).
+
+    With ``hidden0`` and ``outputs0`` (a network's initial representations of the points):
+    equation (6.1), ``theory.pairwise_final_distances``. Without them: the rich limit (3.3)
+    for every pair, ``sqrt(eta_ratio · Dx_ij · Dy_ij)``. Take the square root to compare
+    with a distance matrix.
+
+    Arguments:
+        inputs: (n, d_in) inputs, one row per point (n ≥ 2).
+        targets: (n, d_out) targets, same number of rows.
+        hidden0: (n, F) initial hidden activations at the read-out layer (flatten
+            convolutional features first); give with ``outputs0`` or not at all. No two
+            rows may coincide (the theory needs h0 > 0 for every pair; drop duplicated
+            points first).
+        outputs0: (n, d_out) initial network outputs; give with ``hidden0``.
+        eta_ratio: η_h/η_y (> 0). Required with initial representations. In the rich limit
+            it only scales the matrix (by sqrt(eta_ratio)) and defaults to 1.0.
+
+    Returns:
+        (n, n) symmetric matrix of squared distances with zero diagonal, in JAX's default
+        float (float64 under ``jax.enable_x64``).
+
+    Raises:
+        ValueError: non-2-D or non-numeric arrays, different numbers of rows, fewer than
+            2 points, non-finite entries, ``outputs0`` columns unlike ``targets``'s, only
+            one of ``hidden0``/``outputs0``, a missing or non-positive ``eta_ratio``, or
+            coincident initial hidden points.
+    """
+    x = _matrix("inputs", inputs)
+    y = _matrix("targets", targets)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"inputs must hold at least 2 points, got {n}")
+    if y.shape[0] != n:
+        raise ValueError(
+            f"targets must have one row per input: inputs has {n} rows, targets {y.shape[0]}"
+        )
+    if (hidden0 is None) != (outputs0 is None):
+        given = "hidden0" if outputs0 is None else "outputs0"
+        raise ValueError(
+            f"{given} was given alone: pass both hidden0 and outputs0 (prediction from the "
+            "initial network, eq. (6.1)) or neither (rich limit, eq. (3.3))"
+        )
+    rich = hidden0 is None
+    if eta_ratio is None:
+        if not rich:
+            raise ValueError(
+                "eta_ratio (η_h/η_y) is required with hidden0/outputs0; e.g. from "
+                "rates_from_two_points on a `rep-align two-points` output"
+            )
+        eta_ratio = 1.0
+    ratio = checks.real("eta_ratio", eta_ratio, positive=True)
+    dtype = jnp.result_type(float)
+    dx2 = pairwise_squared_distances(jnp.asarray(x, dtype))
+    dy2 = pairwise_squared_distances(jnp.asarray(y, dtype))
+    if rich:
+        return theory.rich_limit(eta_h=ratio, eta_y=1.0, dx2=dx2, dy2=dy2)
+    h = _matrix("hidden0", hidden0)
+    out = _matrix("outputs0", outputs0)
+    for name, m in (("hidden0", h), ("outputs0", out)):
+        if m.shape[0] != n:
+            raise ValueError(f"{name} must have one row per input ({n}), got {m.shape[0]} rows")
+    if out.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"outputs0 must have as many columns as targets ({y.shape[1]}), got {out.shape[1]}"
+        )
+    h0 = pairwise_squared_distances(jnp.asarray(h, dtype))
+    y0 = pairwise_squared_distances(jnp.asarray(out, dtype))
+    off = ~np.eye(n, dtype=bool)
+    zero = off & ~(np.asarray(h0) > 0)
+    if zero.any():
+        raise ValueError(
+            "hidden0 has coincident points (zero initial hidden distance) at pairs "
+            f"{_pairs(zero)}: eq. (6.1) needs h0 > 0 for every pair; remove duplicated points"
+        )
+    return theory.pairwise_final_distances(dx2, dy2, h0, y0, eta_h=ratio, eta_y=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoPointRates:
+    """Effective rates read from a two-point experiment's summary.
+
+    Attributes:
+        eta_h, eta_y: means over the converged seeds of the fitted rates (per step).
+        ratio: ``eta_h / eta_y`` (the ratio of the means, as the reference study takes it).
+        seeds: the converged seeds used.
+        n_seeds: seeds in the summary (converged or not).
+        preset: the preset read.
+        source: the file read.
+    """
+
+    eta_h: float
+    eta_y: float
+    ratio: float
+    seeds: tuple[int, ...]
+    n_seeds: int
+    preset: str
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["seeds"] = list(self.seeds)
+        return out
+
+
+def rates_from_two_points(
+    path: str | Path, *, preset: str = "default", allow_quick: bool = False
+) -> TwoPointRates:
+    """The mean fitted η_h, η_y of ``preset`` in a ``rep-align two-points`` output.
+
+    Reads ``path/summary.json`` (or ``path`` itself if it is a file), schema of
+    ``experiments.two_points.TwoPointsResult.to_json``: ``presets.<preset>.seeds`` is a list
+    of entries with ``eta_h``, ``eta_y`` and ``converged``. The means are taken over the
+    converged seeds with finite rates (the reference study's ``etas_h["default"]``,
+    ``etas_y["default"]``, docs/presets.md "XOR").
+
+    Arguments:
+        path: output directory of ``rep-align two-points``, or its ``summary.json``.
+        preset: two-point preset whose rates are read (default "default").
+        allow_quick: accept a summary written with ``--quick`` (networks shrunk to width
+            ≤ 64, depth ≤ 4: not the paper's default network). Default False.
+
+    Raises:
+        ValueError: missing or unreadable file, the preset not in it, a quick summary
+            without ``allow_quick``, or no converged seed with finite rates.
+    """
+    path = Path(path)
+    file = path / "summary.json" if path.is_dir() else path
+    try:
+        summary = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"no two-point summary at {file} (run `rep-align two-points`)") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read the two-point summary {file}: {err}") from None
+    presets = summary.get("presets") if isinstance(summary, dict) else None
+    if not isinstance(presets, dict) or preset not in presets:
+        known = ", ".join(presets) if isinstance(presets, dict) else "none"
+        raise ValueError(f"{file} has no two-point preset {preset!r} (it has: {known})")
+    if summary.get("settings", {}).get("quick") and not allow_quick:
+        raise ValueError(
+            f"{file} was written with --quick (shrunk networks), whose rates are not the "
+            "paper-size preset's; rerun `rep-align two-points` without --quick"
+        )
+    rows = presets[preset].get("seeds", [])
+    used = []
+    for r in rows:
+        eh, ey = r.get("eta_h"), r.get("eta_y")
+        ok = isinstance(eh, int | float) and isinstance(ey, int | float)
+        if r.get("converged") and ok and math.isfinite(eh) and math.isfinite(ey):
+            used.append(r)
+    if not used:
+        raise ValueError(f"{file}: preset {preset!r} has no converged seed with fitted rates")
+    eta_h = float(np.mean([r["eta_h"] for r in used]))
+    eta_y = float(np.mean([r["eta_y"] for r in used]))
+    if not (eta_h > 0 and eta_y > 0):
+        raise ValueError(f"{file}: mean rates of {preset!r} are not positive ({eta_h}, {eta_y})")
+    return TwoPointRates(
+        eta_h=eta_h,
+        eta_y=eta_y,
+        ratio=eta_h / eta_y,
+        seeds=tuple(int(r["seed"]) for r in used),
+        n_seeds=len(rows),
+        preset=preset,
+        source=str(file),
+    )
