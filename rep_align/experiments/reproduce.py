@@ -909,7 +909,7 @@ def _measured(h: Mapping[str, Any]) -> str:
     text = _fmt(v)
     sd = h.get("spread")
     if isinstance(sd, float) and math.isfinite(sd):
-        text += f" ± {_fmt(sd)}"
+        text += f" ± {sd:.2g}"
     if h.get("n", 1) > 1:
         text += f" (n = {h['n']})"
     return text
@@ -984,3 +984,25 @@ def _inline(text: str) -> str:
         out = out.replace("**", "<b>", 1).replace("**", "</b>", 1)
     parts = out.split("`")
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def results_table(summary: Mapping[str, Any]) -> str:
+    """A compact Markdown table of a ``summary.json`` (one row per headline with a
+    criterion): experiment, what is checked, measured, verdict. The README's results table
+    is this function's output for a stated run."""
+    lines = [
+        "| experiment | measured | paper's claim (our criterion) | verdict |",
+        "|---|---|---|---|",
+    ]
+    for name, rec in summary["stages"].items():
+        if rec["status"] != "ok":
+            lines.append(f"| {name} | failed | | |")
+            continue
+        for h in rec["headlines"]:
+            if not h.get("criterion") and h.get("comparable", True):
+                continue
+            lines.append(
+                f"| {name} | {h['name']}: {_measured(h)} | {h.get('criterion') or '—'} | "
+                f"{_verdict(h)} |"
+            )
+    return "\n".join(lines) + "\n"
