@@ -36,6 +36,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "kernel_rates",
         "effective rates read off the tangent kernels vs fitted rates (docs/theory.md §8)",
     ),
+    "universality": (
+        "universality",
+        "the architecture zoo from small and large init: CKA between architectures, theory",
+    ),
+    "lazy": ("lazy", "large vs small gain against the tangent-kernel prediction (lazy limit)"),
     "validity": ("validity", "map where the theory fits: width x depth x gain, every run fitted"),
 }
 

@@ -1,0 +1,285 @@
+"""rep_align.experiments.universality: the zoo, its analysis against oracles, the command."""
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from rep_align import data, ntk, theory
+from rep_align.cli import universality as cli
+from rep_align.experiments import universality as uni
+from rep_align.experiments.points import PointsRun
+from rep_align.networks import make_network
+from rep_align.training import split_run_key
+
+
+def np_cka(x, y):
+    """Linear CKA from centred Gram matrices: tr(KHLH) / √(tr(KHKH) tr(LHLH))."""
+    n = x.shape[0]
+    h = np.eye(n) - 1 / n
+    k, l = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l))
+
+
+def np_pearson_upper(a, b):
+    iu = np.triu_indices(a.shape[0], k=1)
+    return np.corrcoef(a[iu], b[iu])[0, 1]
+
+
+def dist(h):
+    return np.sqrt(np.sum((h[:, None] - h[None]) ** 2, axis=-1))
+
+
+def test_zoo_members_are_valid_runs():
+    names = [m.name for m in uni.ZOO]
+    assert len(set(names)) == len(names) == 11
+    for m in uni.ZOO:
+        for task in m.tasks:
+            run = uni._base_run(
+                m, task, width=256, depth=4, epochs=uni.EPOCHS[task], dtype="float32"
+            )
+            assert run.replace(gain=m.small_gain, lr=0.1).layer == run.layer
+            assert m.small_gain < m.large_gain
+    # A linear network cannot fit XOR.
+    assert [m.tasks for m in uni.ZOO if m.name == "linear"] == [("hierarchy",)]
+    with pytest.raises(ValueError, match="members"):
+        uni._zoo(["leaky_relu", "transformer"])
+
+
+def _records(hidden, outputs, loss=None):
+    """Snapshots-like records of one run from hidden (T, P, F) and outputs (T, P, o)."""
+    t = hidden.shape[0]
+    return dict(
+        hidden=hidden,
+        outputs=outputs,
+        loss=np.full(t, 1e-6) if loss is None else loss,
+        epochs=np.arange(t) * 10,
+        diverged=np.asarray(False),
+    )
+
+
+def test_analysis_against_numpy_oracles(x64):
+    rng = np.random.default_rng(0)
+    x, y = (np.asarray(a, np.float64) for a in data.hierarchy())
+    n, t_len, seeds = 8, 3, 3
+    q, _ = np.linalg.qr(rng.normal(size=(7, 7)))
+    recs = {"a": [], "b": [], "c": [], "d": []}
+    for _ in range(seeds):
+        ha = rng.normal(size=(t_len, n, 5))
+        # b: an orthogonal map of a, padded to 7 features, scaled and shifted: CKA(a, b) = 1.
+        hb = 2.5 * np.pad(ha, ((0, 0), (0, 0), (0, 2))) @ q + 3.0
+        hc = rng.normal(size=(t_len, n, 6))
+        hc[-1] = hc[0] @ np.linalg.qr(rng.normal(size=(6, 6)))[0] - 1.0  # keeps its geometry
+        out = rng.normal(size=(t_len, n, 15))
+        recs["a"].append(_records(ha, out))
+        recs["b"].append(_records(hb, out, loss=np.array([0.1, 0.01, 2e-3])))
+        recs["c"].append(_records(hc, out))
+        # d did not converge (final loss above 1e-2): it enters no statistic.
+        hd = rng.normal(size=(t_len, n, 4))
+        recs["d"].append(_records(hd, out, loss=np.array([0.1, 0.05, 2e-2])))
+    res = uni._analyse_regime(["a", "b", "c", "d"], recs, x, y, ratio=0.02)
+
+    c = np.asarray(res["cka_final"])
+    assert c.shape == (4, 4)
+    assert np.all(np.isnan(c[3])) and np.all(np.isnan(c[:, 3]))
+    assert (res["converged"], res["runs"]) == (9, 12)
+    c = c[:3, :3]
+    np.testing.assert_allclose(c[0, 1], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(c, c.T, rtol=1e-12)
+    want_ac = np.mean(
+        [np_cka(recs["a"][s]["hidden"][-1], recs["c"][s]["hidden"][-1]) for s in range(seeds)]
+    )
+    np.testing.assert_allclose(c[0, 2], want_ac, rtol=1e-10)
+    # Diagonal: seed s against seed s + 1 (cyclically) of the same member.
+    want_aa = np.mean(
+        [
+            np_cka(recs["a"][s]["hidden"][-1], recs["a"][(s + 1) % seeds]["hidden"][-1])
+            for s in range(seeds)
+        ]
+    )
+    np.testing.assert_allclose(c[0, 0], want_aa, rtol=1e-10)
+    # Mean off-diagonal CKA per seed, at the end and over training.
+    per_seed = [
+        np.mean(
+            [
+                np_cka(recs[u][s]["hidden"][-1], recs[v][s]["hidden"][-1])
+                for u, v in (("a", "b"), ("a", "c"), ("b", "c"))
+            ]
+        )
+        for s in range(seeds)
+    ]
+    np.testing.assert_allclose(res["offdiag"]["values"], per_seed, rtol=1e-10)
+    np.testing.assert_allclose(res["offdiag"]["std"], np.std(per_seed, ddof=1), rtol=1e-10)
+    tr = res["cka_over_training"]
+    assert np.asarray(tr["mean"]).shape == (t_len,)
+    np.testing.assert_allclose(tr["mean"][-1], np.mean(per_seed), rtol=1e-10)
+    np.testing.assert_array_equal(tr["epochs"], [0, 10, 20])
+
+    # Agreement with the predictions, against direct formulas.
+    dx2, dy2 = dist(x) ** 2, dist(y) ** 2
+    rich = (dx2 * dy2) ** 0.25
+    for s in range(seeds):
+        h = recs["a"][s]["hidden"]
+        want = np_pearson_upper(dist(h[-1]), rich)
+        np.testing.assert_allclose(res["agreement"]["a"]["rsa_rich"]["values"][s], want, rtol=1e-10)
+        h0, y0 = dist(h[0]) ** 2, dist(recs["a"][s]["outputs"][0]) ** 2
+        pred = np.zeros((n, n))
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    pred[i, j] = np.sqrt(
+                        float(
+                            theory.final_distance(
+                                h0[i, j],
+                                y0[i, j],
+                                eta_h=0.02,
+                                eta_y=1.0,
+                                dx2=dx2[i, j],
+                                dy2=dy2[i, j],
+                            )
+                        )
+                    )
+        np.testing.assert_allclose(
+            res["agreement"]["a"]["rsa_theory"]["values"][s],
+            np_pearson_upper(dist(h[-1]), pred),
+            rtol=1e-9,
+        )
+    # c keeps its initial geometry exactly: RSA with the initial distances 1, no change.
+    np.testing.assert_allclose(res["agreement"]["c"]["rsa_initial"]["values"], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(res["agreement"]["c"]["hidden_change"]["values"], 0.0, atol=1e-12)
+    assert res["agreement"]["a"]["converged"] == 3 and res["agreement"]["d"]["converged"] == 0
+    assert res["agreement"]["b"]["final_loss_max"] == 2e-3  # below 1e-2: converged
+    assert res["agreement"]["d"]["final_loss_max"] == 2e-2
+    for key in ("rsa_rich", "rsa_theory", "rsa_initial", "hidden_change"):
+        assert np.all(np.isnan(res["agreement"]["d"][key]["values"]))
+        assert res["agreement"]["d"][key]["n"] == 0
+
+
+def test_theory_distances_are_nan_where_6_1_does_not_apply():
+    z = np.ones((3, 3)) - np.eye(3)
+    h0 = z.copy()
+    h0[0, 1] = h0[1, 0] = 0.0  # two points share their initial representation
+    assert np.all(np.isnan(uni._theory_distances(z, z, h0, z, 0.02)))
+    assert np.isnan(uni._rsa(z, np.full((3, 3), np.nan)))
+    assert np.isnan(uni._rsa(z, z))  # constant above the diagonal
+
+
+def test_command_end_to_end_and_cache(tmp_path, capsys):
+    """Tiny sizes (width 16, depth 2, 600 epochs): the plumbing, the files, the learning-rate
+    rule, and a second call that trains nothing."""
+    lines = []
+    kw = dict(
+        seeds=2,
+        members=["leaky_relu", "gain_low"],
+        tasks=("xor",),
+        width=16,
+        depth=2,
+        epochs={"xor": 600},
+        out=tmp_path,
+    )
+    res = uni.run_universality(progress=lines.append, **kw)
+    assert any("trained 8/8 runs" in line for line in lines)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    xor = summary["tasks"]["xor"]
+    for regime in ("small", "large"):
+        assert xor[regime]["members"] == ["leaky_relu", "gain_low"]
+        assert np.asarray(xor[regime]["cka_final"]).shape == (2, 2)
+        assert len(xor[regime]["offdiag"]["values"]) == 2
+        assert len(xor[regime]["cka_over_training"]["mean"]) == 101  # every 6 epochs
+        assert xor[regime]["converged"] == xor[regime]["runs"] == 4
+    assert summary["comparison"]["xor"]["aligns_more"] in ("small", "large")
+    assert summary["settings"]["seeds"] == [0, 1]
+    for name in ("cka_heatmaps.png", "cka_over_training.png", "agreement.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    # Large-gain lr = 0.5·N/λ_max(K0) of each seed's initial network, to two digits.
+    lrs = summary["settings"]["learning_rates"]
+    assert lrs["xor/leaky_relu/small"] == lrs["xor/gain_low/small"] == [uni.SMALL_LR["xor"]] * 2
+    x, y = data.xor()
+    net = make_network("mlp", in_dim=2, out_dim=1, width=16, depth=2)
+    for name, gain in (("leaky_relu", 2.0), ("gain_low", 1.7)):
+        for seed in (0, 1):
+            p = net.init(split_run_key(jax.random.key(seed))[0], gain=gain)
+            k0 = ntk.flatten_kernel(ntk.empirical_ntk(net, p, x))
+            lam = np.linalg.eigvalsh(np.asarray(k0))[-1]
+            lr = lrs[f"xor/{name}/large"][seed]
+            np.testing.assert_allclose(lr * lam / 4, 0.5, rtol=0.05)
+    assert res.comparison["xor"]["small_mean"] == summary["comparison"]["xor"]["small_mean"]
+    again = []
+    uni.run_universality(progress=again.append, **kw)
+    assert not any("trained" in line for line in again)
+    # The command on the same store: nothing to train, a table on stdout.
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--seeds",
+            "2",
+            "--members",
+            "leaky_relu",
+            "gain_low",
+            "--tasks",
+            "xor",
+            "--width",
+            "16",
+            "--depth",
+            "2",
+            "--epochs",
+            "600",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert cli.run(args) == 0
+    printed = capsys.readouterr()
+    assert "xor" in printed.out and "aligns more" in printed.out
+    assert "trained" not in printed.err
+
+
+def test_quick_means_fewer_seeds_of_the_same_runs(tmp_path):
+    kw = dict(members=["leaky_relu", "relu"], tasks=("hierarchy",), width=8, depth=2, root=tmp_path)
+    quick = uni.universality_runs(seeds=[0, 1], **kw)
+    full = uni.universality_runs(seeds=range(5), **kw)
+    assert quick.keys() == full.keys()
+    for key, runs in quick.items():
+        assert [r.run_id for r in runs] == [r.run_id for r in full[key][:2]]
+    assert (tmp_path / "lazy_lrs.json").exists()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="seeds"):
+        uni.run_universality(seeds=0)
+    with pytest.raises(ValueError, match="tasks"):
+        uni.run_universality(tasks=("mnist",))
+    with pytest.raises(ValueError, match="at least two"):
+        uni.run_universality(members=["relu"])
+    with pytest.raises(ValueError, match="rate_ratio"):
+        uni.run_universality(rate_ratio=0.0)
+
+
+@pytest.mark.slow
+def test_every_member_converges_in_both_regimes_at_the_default_settings(tmp_path):
+    """The experiment's settings (one seed): every run converges (final loss below the
+    paper's filter 1e-2), small-gain runs move their hidden distances (rich: change > 1)
+    and large-gain runs keep them (lazy: change < 0.2). The dropout MLP at large gain is
+    the documented exception (module docstring): it is neither lazy nor converged on XOR.
+    About 4 minutes on the shared 2-core CPU (load ~3)."""
+    res = uni.run_universality(seeds=1, out=tmp_path)
+    for task, regimes in res.tasks.items():
+        for regime, r in regimes.items():
+            for name, agr in r["agreement"].items():
+                if name == "dropout" and regime == "large":
+                    continue
+                where = (task, regime, name, agr["final_loss_max"], agr["hidden_change"])
+                assert agr["converged"] == 1, where
+                change = agr["hidden_change"]["mean"]
+                assert change > 1.0 if regime == "small" else change < 0.2, where
+
+
+def test_points_run_of_the_zoo_uses_the_cnn_settings():
+    cnn = next(m for m in uni.ZOO if m.name == "cnn")
+    run = uni._base_run(cnn, "xor", width=256, depth=4, epochs=3000, dtype="float32")
+    assert isinstance(run, PointsRun)
+    assert (run.kernel_size, run.channels, run.layer) == (uni.CNN_KERNEL, uni.CNN_CHANNELS, 3)
+    assert run.record_every == 30
