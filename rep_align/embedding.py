@@ -74,7 +74,7 @@ def classical_mds(d2: Float[ArrayLike, "n n"], *, dims: int = 3) -> MDS:
         dims: number of axes k (1 … n); static. Default 3.
 
     Returns:
-        An :class:`MDS` with coords (n, k), the k largest eigenvalues and the explained
+        An ``MDS`` with coords (n, k), the k largest eigenvalues and the explained
         fraction, in the floating dtype of ``d2``.
 
     Raises:
@@ -119,7 +119,7 @@ def mds_of_points(points: Float[ArrayLike, "n p"], *, dims: int = 3) -> MDS:
             coordinate 0.
 
     Returns:
-        An :class:`MDS` as ``classical_mds``; ``eigenvalues`` beyond min(n, p) are 0.
+        An ``MDS`` as ``classical_mds``; ``eigenvalues`` beyond min(n, p) are 0.
 
     Raises:
         ValueError: if ``points`` is not 2-D with n ≥ 2, has a non-finite concrete entry,

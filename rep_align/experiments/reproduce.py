@@ -511,6 +511,107 @@ def _kernel_rates_headlines(result: Mapping[str, Any], quick: bool) -> list[Head
 
 
 # --------------------------------------------------------------------------------------
+# stages: universality and the lazy limit (the title claim, and its other end)
+
+
+def _universality_settings(quick: bool) -> dict[str, Any]:
+    return dict(seeds=2 if quick else 5, members="all", tasks=["xor", "hierarchy"], size="256 x 4")
+
+
+def _universality_run(out: Path, quick: bool) -> Mapping[str, Any]:
+    from rep_align.experiments.universality import run_universality
+
+    return run_universality(
+        seeds=_universality_settings(quick)["seeds"], quick=quick, out=str(out)
+    ).to_json()
+
+
+def _universality_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
+    heads = []
+    for task, cmp in result["comparison"].items():
+        regimes = result["tasks"][task]
+        n = regimes["small"]["offdiag"]["n"]
+        heads.append(
+            Headline(
+                f"{task}: mean CKA between architectures, small init",
+                cmp["small_mean"],
+                cmp["small_std"] if n > 1 else math.nan,
+                n,
+                "> large init",
+                _check(cmp["difference"], ">", 0.0),
+                note=f"seed ranges {'separate' if cmp['seed_ranges_separate'] else 'overlap'}",
+            )
+        )
+        heads.append(
+            Headline(
+                f"{task}: mean CKA between architectures, large init",
+                cmp["large_mean"],
+                cmp["large_std"] if n > 1 else math.nan,
+                regimes["large"]["offdiag"]["n"],
+                note=f"at initialisation {regimes['large']['offdiag_initial']['mean']:.3g}",
+            )
+        )
+        heads.append(
+            Headline(
+                f"{task}: mean RSA with the rich limit (3.3), small init",
+                cmp["mean_rsa_rich_small"],
+                n=n,
+                note=f"large init {cmp['mean_rsa_rich_large']:.3g} (mean over architectures)",
+            )
+        )
+    return heads
+
+
+def _lazy_settings(quick: bool) -> dict[str, Any]:
+    return dict(seeds=1 if quick else 3, task="hierarchy", size="MLP 1024 x 2", steps=1000)
+
+
+def _lazy_run(out: Path, quick: bool) -> Mapping[str, Any]:
+    from rep_align.experiments.lazy import run_lazy
+
+    return run_lazy(seeds=_lazy_settings(quick)["seeds"], quick=quick, out=str(out)).to_json()
+
+
+def _lazy_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
+    from rep_align.experiments.lazy import RICH_FACTOR
+
+    v, tol = result["verdict"], result["tolerance"]
+    n = {r: len(result["runs"][r]) for r in ("large", "small")}
+    heads = []
+    for regime, gain in (("large", "large gain"), ("small", "small gain")):
+        err = v[regime]["max_output_error"]
+        if regime == "large":
+            crit, ok = f"≤ {tol}", v["large_within_tolerance"]
+        else:
+            crit, ok = f"≥ {RICH_FACTOR * tol:g}", v["small_fails_kernel"]
+        heads.append(
+            Headline(
+                f"{gain}: output error vs kernel prediction (max over training)",
+                err["mean"],
+                n=n[regime],
+                criterion=crit,
+                agrees=bool(ok),
+                note=f"worst seed {err['max']:.3g}",
+            )
+        )
+        heads.append(
+            Headline(
+                f"{gain}: hidden change ‖D_t − D_0‖/‖D_0‖ (max)",
+                v[regime]["max_hidden_change"]["mean"],
+                n=n[regime],
+            )
+        )
+        heads.append(
+            Headline(
+                f"{gain}: kernel distance ‖K_T − K_0‖/‖K_0‖",
+                v[regime]["final_kernel_distance"]["mean"],
+                n=n[regime],
+            )
+        )
+    return heads
+
+
+# --------------------------------------------------------------------------------------
 # registry and reference values
 
 #: Stages in the order they run (more are appended by ``register_stage``).
@@ -641,6 +742,35 @@ register_stage(
         run=_kernel_rates_run,
         headlines=_kernel_rates_headlines,
         settings=_kernel_rates_settings,
+    )
+)
+
+register_stage(
+    Stage(
+        name="universality",
+        title="Universality: architectures align (the title claim)",
+        claim=(
+            "Different architectures, flexible enough and started from small weights, learn "
+            "aligned representations, organised as the rich limit of the pairwise theory; "
+            "from large weights each keeps its own initial geometry (docs/theory.md §3, §6)."
+        ),
+        run=_universality_run,
+        headlines=_universality_headlines,
+        settings=_universality_settings,
+    )
+)
+register_stage(
+    Stage(
+        name="lazy",
+        title="The lazy limit: training as the linearised network (not in the paper)",
+        claim=(
+            "At large initial gain a wide network's outputs follow the prediction of its "
+            "tangent kernel at init, its hidden distances and its kernel barely move; at small "
+            "gain the kernel prediction fails (docs/theory.md (3.4))."
+        ),
+        run=_lazy_run,
+        headlines=_lazy_headlines,
+        settings=_lazy_settings,
     )
 )
 
