@@ -77,9 +77,8 @@ def test_committed_clean_public_api_and_quick(path: Path):
             assert not re.match(r"\s*(from|import)\s+rep_align\.\w*\._", line), line
 
 
-# Executing the notebooks takes 4-7 minutes on the 2-core CI machine, which would take the
-# suite past its 30-minute budget: marked slow for now (``pytest -m slow``).
-@pytest.mark.slow
+# Executing the notebooks takes 4-7 minutes of the suite's time on the 2-core CI machine;
+# they run in CI (the suite runs on every core through pytest-xdist, pyproject.toml).
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_quick_mode(path: Path, kernel_dir: Path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_dir))

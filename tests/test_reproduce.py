@@ -124,6 +124,9 @@ def test_universality_and_lazy_headlines_carry_their_results(tmp_path):
     assert small.value == cmp["small_mean"] and small.n == 2
     assert small.agrees == (cmp["small_mean"] > cmp["large_mean"])
     assert heads["xor: mean CKA between architectures, large init"].value == cmp["large_mean"]
+    rich = heads["xor: mean RSA with the rich limit (3.3), small init"]
+    assert rich.value == cmp["mean_rsa_rich_small"]
+    assert rich.agrees == (cmp["mean_rsa_rich_small"] > cmp["mean_rsa_rich_large"])
 
     lazy = run_lazy(
         width=64, steps=60, kernel_every=30, seeds=1, out=tmp_path / "l", progress=lambda _: None

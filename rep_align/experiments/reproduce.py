@@ -539,7 +539,10 @@ def _universality_headlines(result: Mapping[str, Any], quick: bool) -> list[Head
                 n,
                 "> large init",
                 _check(cmp["difference"], ">", 0.0),
-                note=f"seed ranges {'separate' if cmp['seed_ranges_separate'] else 'overlap'}",
+                note=(
+                    f"at initialisation {cmp['small_initial']:.3g}; seed ranges "
+                    f"{'separate' if cmp['seed_ranges_separate'] else 'overlap'}"
+                ),
             )
         )
         heads.append(
@@ -548,7 +551,7 @@ def _universality_headlines(result: Mapping[str, Any], quick: bool) -> list[Head
                 cmp["large_mean"],
                 cmp["large_std"] if n > 1 else math.nan,
                 regimes["large"]["offdiag"]["n"],
-                note=f"at initialisation {regimes['large']['offdiag_initial']['mean']:.3g}",
+                note=f"at initialisation {cmp['large_initial']:.3g}",
             )
         )
         heads.append(
@@ -556,7 +559,9 @@ def _universality_headlines(result: Mapping[str, Any], quick: bool) -> list[Head
                 f"{task}: mean RSA with the rich limit (3.3), small init",
                 cmp["mean_rsa_rich_small"],
                 n=n,
-                note=f"large init {cmp['mean_rsa_rich_large']:.3g} (mean over architectures)",
+                criterion="> large init",
+                agrees=_check(cmp["mean_rsa_rich_small"] - cmp["mean_rsa_rich_large"], ">", 0.0),
+                note=f"large init {cmp['mean_rsa_rich_large']:.3g} (means over architectures)",
             )
         )
     return heads
