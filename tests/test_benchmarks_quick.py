@@ -34,7 +34,7 @@ def test_quick_run(tmp_path, monkeypatch):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,  # a guard against a hang, not a timing: the suite shares the cores
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())

@@ -283,3 +283,21 @@ def test_points_run_of_the_zoo_uses_the_cnn_settings():
     assert isinstance(run, PointsRun)
     assert (run.kernel_size, run.channels, run.layer) == (uni.CNN_KERNEL, uni.CNN_CHANNELS, 3)
     assert run.record_every == 30
+
+
+def test_comparison_without_a_converged_regime_is_undetermined():
+    """A regime with no converged pair has NaN CKA: the comparison says so instead of
+    naming a winner (a comparison with NaN is False, which would read as "large")."""
+    nan = float("nan")
+
+    def regime(mean):
+        return dict(
+            offdiag=dict(mean=mean, std=0.0, min=mean, max=mean, n=2),
+            offdiag_initial=dict(mean=0.9),
+            agreement={"relu": {"rsa_rich": {"mean": nan}}},
+        )
+
+    out = uni._compare({"xor": {"small": regime(nan), "large": regime(0.5)}})["xor"]
+    assert out["aligns_more"] == "undetermined" and "undetermined" in out["text"]
+    out = uni._compare({"xor": {"small": regime(0.7), "large": regime(0.5)}})["xor"]
+    assert out["aligns_more"] == "small" and np.isclose(out["difference"], 0.2)
