@@ -181,8 +181,13 @@ def test_matches_scipy_radau_hyw_form(x64, case):
 
 
 def test_hard_case_reference(x64):
-    """In the hard case, solve agrees with a 1e-13 DOP853 reference to < 1e-7, while SciPy
-    Radau on the (h, y, w) form is measurably worse: the reason for regular coordinates."""
+    """In the hard case (a passage close to h = 0), solve agrees with a 1e-13 DOP853
+    reference on the regular form to < 1e-7.
+
+    SciPy Radau (rtol 1e-10) on the (h, y, w) form itself is not asserted against: how far
+    it goes wrong in the stiff passage depends on the machine's rounding (1e-5 relative on
+    the machine this test was written on, 1e-8 on 2026-12-02's with the same SciPy and
+    NumPy versions), so it says nothing reliable about rep_align."""
     case = HARD
     ts = np.linspace(0.0, case["t_max"], 101)
     r = _rates(case)
@@ -196,8 +201,6 @@ def test_hard_case_reference(x64):
     ours = theory.solve(jnp.array(case["z0"]), jnp.asarray(ts), **r)
     assert np.all(_rel_diff(ours, truth) < 1e-7)
     assert np.min(truth[:, 0]) < 1e-2 * case["z0"][0]  # it really passes close to h = 0
-    hyw = _scipy_hyw(case, ts)
-    assert np.max(_rel_diff(hyw, truth)) > 1e-6
 
 
 # ---------------------------------------------------------------------------------------
