@@ -70,6 +70,7 @@ its pre-activations there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -376,13 +377,21 @@ def _spread(values) -> dict[str, Any]:
     )
 
 
+@contextlib.contextmanager
+def _nan_quietly():
+    """Statistics of all-NaN slices (no converged run or pair) are NaN, without NumPy's
+    RuntimeWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def _offdiag_mean(c: np.ndarray) -> np.ndarray:
     """Mean over a ≠ b of c[a, b, ...] (NaN entries skipped)."""
     a = c.shape[0]
     off = ~np.eye(a, dtype=bool)
     vals = c[off]  # (A(A-1), ...)
-    with warnings.catch_warnings():  # all-NaN slices (no converged pair) give NaN quietly
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with _nan_quietly():
         return np.nanmean(np.where(np.isfinite(vals), vals, np.nan), axis=0)
 
 
@@ -421,8 +430,7 @@ def _analyse_regime(
             c[k, k] = np.nan
     per_seed_t = _offdiag_mean(c)  # (S, T)
     final = c[..., -1]  # (A, A, S)
-    with warnings.catch_warnings():  # all-NaN slices (no converged pair) give NaN quietly
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with _nan_quietly():
         matrix = np.nanmean(final, axis=-1)
         matrix_std = np.nanstd(final, axis=-1, ddof=1) if n_seeds > 1 else np.zeros((a, a))
         t_mean = np.nanmean(per_seed_t, axis=0)
@@ -472,13 +480,10 @@ def _compare(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         else:
             more = "small" if s["mean"] > lg["mean"] else "large"
         separated = s["min"] > lg["max"] or lg["min"] > s["max"]
-        with warnings.catch_warnings():  # no converged member: NaN, quietly
-            warnings.simplefilter("ignore", RuntimeWarning)
-            rich_s = np.nanmean(
-                [v["rsa_rich"]["mean"] for v in regimes["small"]["agreement"].values()]
-            )
-            rich_l = np.nanmean(
-                [v["rsa_rich"]["mean"] for v in regimes["large"]["agreement"].values()]
+        with _nan_quietly():
+            rich_s, rich_l = (
+                np.nanmean([v["rsa_rich"]["mean"] for v in regimes[r]["agreement"].values()])
+                for r in ("small", "large")
             )
         s0 = regimes["small"]["offdiag_initial"]["mean"]
         l0 = regimes["large"]["offdiag_initial"]["mean"]
