@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     from rep_align.devices import use_host_devices
 
     use_host_devices()
-    from benchmarks.common import machine_info, matmul_peak, memory_bandwidth
+    from benchmarks.common import (
+        CURVE_SIZES,
+        bandwidth_curve,
+        machine_info,
+        matmul_peak,
+        memory_bandwidth,
+    )
 
     results: dict = {"quick": args.quick, "machine": machine_info()}
     path = os.path.join(args.out, "results.json")
@@ -57,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     results["limits"] = {
         "memory_bandwidth": memory_bandwidth(64 * 2**20 if args.quick else 512 * 2**20),
         "matmul_f32": matmul_peak(1024 if args.quick else 2048),
+        # Bandwidth by working set (L2, L3, main memory): the roofline's ceilings.
+        "curve": bandwidth_curve(
+            (2**18, 2**22, 2**26) if args.quick else CURVE_SIZES,
+            samples=2 if args.quick else 3,
+            target_bytes=2e8 if args.quick else 4e9,
+        ),
     }
     print(
         f"limits: copy {results['limits']['memory_bandwidth']['best_gbs']:.1f} GB/s, "

@@ -151,3 +151,158 @@ def loglog_fit(x, y) -> dict:
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     k, c = np.polyfit(lx, ly, 1)
     return {"exponent": float(k), "prefactor": float(np.exp(c))}
+
+
+# ----------------------------------------------------------------------------------------
+# The roofline: bandwidth by working set, compute peak, and the bound that applies
+# ----------------------------------------------------------------------------------------
+
+#: Working sets (bytes resident: both arrays of a kernel) of the bandwidth curve.
+CURVE_SIZES = tuple(2**k for k in range(18, 31))  # 256 KiB … 1 GiB
+
+
+def cache_sizes() -> dict:
+    """The CPU's data caches from ``/sys`` (Linux): ``{"L1": bytes, "L2": …, "L3": …}``
+    per instance, plus ``"{level}_shared_by"`` (how many CPUs share one instance).
+
+    Empty where ``/sys`` does not say (other operating systems).
+    """
+    out: dict[str, int] = {}
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.startswith("index"):
+            continue
+        path = os.path.join(root, entry)
+        try:
+            kind = open(os.path.join(path, "type")).read().strip()
+            level = open(os.path.join(path, "level")).read().strip()
+            size = open(os.path.join(path, "size")).read().strip()
+            shared = open(os.path.join(path, "shared_cpu_list")).read().strip()
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        factor = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1], 1)
+        out[f"L{level}"] = int(size.rstrip("KMG")) * factor
+        out[f"L{level}_shared_by"] = _count_cpus(shared)
+    return out
+
+
+def _count_cpus(cpu_list: str) -> int:
+    n = 0
+    for part in cpu_list.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+def _repeats_for(n_bytes: int, target_bytes: float = 4e9) -> int:
+    return int(min(max(target_bytes // n_bytes, 1), 4096))
+
+
+def bandwidth_curve(sizes=CURVE_SIZES, samples: int = 3, target_bytes: float = 4e9) -> dict:
+    """Bandwidth against working set, from 256 KiB (L2) to 1 GiB (main memory).
+
+    Two kernels per working set S (both arrays together, S/2 each; float32):
+
+    - ``xla_triad``: ``x ← 0.999·x + y`` repeated in one compiled ``fori_loop`` (no Python
+      dispatch between repeats), the runtime and thread pool that rep_align trains with:
+      per repeat it reads x and y and writes x, 1.5·S bytes.
+    - ``numpy_copy``: ``dst[:] = src`` from one thread, S bytes per copy (read and write,
+      STREAM's convention; write-allocate traffic is not counted).
+
+    Each sample runs enough repeats to move ~``target_bytes``; best and median of
+    ``samples``.
+
+    Returns:
+        ``{"sizes": [...], "xla_triad_gbs": [...], "numpy_copy_gbs": [...],
+        "xla_triad_median_gbs": [...], "caches": cache_sizes()}``, GB/s = 10^9 bytes/s.
+    """
+    out: dict[str, Any] = {
+        "sizes": list(sizes),
+        "xla_triad_gbs": [],
+        "xla_triad_median_gbs": [],
+        "numpy_copy_gbs": [],
+        "caches": cache_sizes(),
+    }
+    for s in sizes:
+        n = s // 8  # two float32 arrays of n elements
+        reps = _repeats_for(s, target_bytes)
+
+        # x is donated, so each call updates it in place: no fresh output pages (whose
+        # first-touch faults would dominate at large sizes).
+        triad = jax.jit(
+            lambda x, y, reps=reps: jax.lax.fori_loop(0, reps, lambda i, x: 0.999 * x + y, x),
+            donate_argnums=0,
+        )
+        x = jax.numpy.ones((n,), jax.numpy.float32)
+        y = jax.numpy.full((n,), 0.5, jax.numpy.float32)
+        x = block(triad(x, y))
+        ts = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            x = block(triad(x, y))
+            ts.append(time.perf_counter() - t0)
+        moved = 1.5 * s * reps
+        out["xla_triad_gbs"].append(moved / min(ts) / 1e9)
+        out["xla_triad_median_gbs"].append(moved / statistics.median(ts) / 1e9)
+
+        src = np.ones(s // 2 // 8)
+        dst = np.empty_like(src)
+        np.copyto(dst, src)
+        ts = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                np.copyto(dst, src)
+            ts.append(time.perf_counter() - t0)
+        out["numpy_copy_gbs"].append(s * reps / min(ts) / 1e9)
+    return out
+
+
+def level_of(working_set: int, caches: dict) -> str:
+    """The memory level a working set of ``working_set`` bytes lives in: the smallest
+    cache that holds it (private caches summed over the cores that use them), else main
+    memory."""
+    cores = os.cpu_count() or 1
+    for level in ("L1", "L2", "L3"):
+        if level not in caches:
+            continue
+        per = caches[level]
+        shared = max(caches.get(f"{level}_shared_by", 1), 1)
+        capacity = per * max(cores // shared, 1)
+        if working_set <= capacity:
+            return level
+    return "main memory"
+
+
+def bandwidth_at(working_set: int, curve: dict, kernel: str = "xla_triad_gbs") -> float:
+    """Measured bandwidth (GB/s) at ``working_set`` bytes: log-log interpolation of the
+    curve, clamped to its ends."""
+    xs = np.log(np.asarray(curve["sizes"], float))
+    ys = np.log(np.asarray(curve[kernel], float))
+    return float(np.exp(np.interp(np.log(max(working_set, 1)), xs, ys)))
+
+
+def roofline_bound(
+    working_set: int, moved_bytes: float, flops: float, curve: dict, peak_gflops: float
+) -> dict:
+    """The bound on steps/s of a step that keeps ``working_set`` bytes resident, moves
+    ``moved_bytes`` and does ``flops``: min(bandwidth at that working set / bytes,
+    compute peak / flops), with the level and which ceiling binds."""
+    bw = bandwidth_at(working_set, curve) * 1e9
+    memory = bw / moved_bytes
+    compute = peak_gflops * 1e9 / flops if flops else float("inf")
+    return dict(
+        level=level_of(working_set, curve.get("caches", {})),
+        bandwidth_gbs=bw / 1e9,
+        memory_steps_per_s=memory,
+        compute_steps_per_s=compute,
+        steps_per_s=min(memory, compute),
+        binding="memory" if memory <= compute else "compute",
+        intensity_flop_per_byte=flops / moved_bytes,
+    )

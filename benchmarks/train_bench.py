@@ -36,6 +36,7 @@ Standalone: ``python -m benchmarks.train_bench [--quick]`` prints the result as 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -43,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import block
+from benchmarks.common import block, roofline_bound
 from rep_align.data import two_points
 from rep_align.networks import make_network
 from rep_align.training import train, train_ensemble
@@ -59,9 +60,24 @@ SIZES = {
         torch_repeats=2,
         check_steps=300,
         seeds=(8, 32),
-        ensemble_steps=1000,
+        ensemble_steps=500,
         ensemble_repeats=2,
         torch_ensemble_steps=100,
+        # width × depth, rep_align against PyTorch eager (and torch.compile on a subset)
+        sweep=(
+            (128, 20),
+            (256, 20),
+            (500, 20),
+            (1000, 20),
+            (2000, 20),
+            (500, 2),
+            (500, 5),
+            (500, 10),
+            (500, 40),
+        ),
+        sweep_steps=600,
+        sweep_torch_steps=60,
+        sweep_compile=((128, 20), (1000, 20), (500, 5)),
     ),
     "quick": dict(
         width=128,
@@ -76,6 +92,10 @@ SIZES = {
         ensemble_steps=100,
         ensemble_repeats=1,
         torch_ensemble_steps=20,
+        sweep=((64, 4), (128, 6)),
+        sweep_steps=50,
+        sweep_torch_steps=10,
+        sweep_compile=((64, 4),),
     ),
 }
 
@@ -114,17 +134,43 @@ def step_model(width: int, depth: int, n_points: int = 2, itemsize: int = 4) -> 
     return dict(
         params=params,
         param_bytes=itemsize * params,
+        # What must stay resident for one network: its parameters and activations.
+        working_set_bytes=itemsize * (params + acts),
         must_move_bytes=itemsize * (3 * params + acts),
         as_executed_bytes=itemsize * (6 * params + acts),
         flops=6 * n_points * weights,
     )
 
 
-def _against_limits(steps_per_s: float, model: dict, limits: dict | None) -> dict:
+def _against_limits(
+    steps_per_s: float, model: dict, limits: dict | None, resident: int | None = None
+) -> dict:
+    """Achieved bytes/s and FLOP/s, and the fractions of the bounds they reach.
+
+    ``fraction_of_bandwidth_bound``: against the main-memory copy bandwidth (the figure of
+    earlier tables). ``roofline``: against the bound that applies, the measured bandwidth
+    at this case's working set (``resident`` bytes that stay in use between steps: one
+    network's, or all of an ensemble's when they run together) and the compute peak
+    (``benchmarks.common.roofline_bound``).
+    """
     out = dict(
         bytes_per_s=steps_per_s * model["must_move_bytes"],
         flops_per_s=steps_per_s * model["flops"],
     )
+    if limits and "curve" in limits:
+        ws = model["working_set_bytes"] if resident is None else resident
+        bound = roofline_bound(
+            ws,
+            model["must_move_bytes"],
+            model["flops"],
+            limits["curve"],
+            limits["matmul_f32"]["best_gflops"],
+        )
+        out["roofline"] = dict(
+            bound,
+            working_set_bytes=ws,
+            fraction=steps_per_s / bound["steps_per_s"],
+        )
     if limits:
         bw = limits["memory_bandwidth"]["best_gbs"] * 1e9
         peak = limits["matmul_f32"]["best_gflops"] * 1e9
@@ -233,6 +279,35 @@ def torch_train(torch, params, x, y, lr: float, steps: int, depth: int) -> dict:
     return _unpack(torch.stack(recs).numpy(), depth)
 
 
+def torch_compiled_forward(torch):
+    """``torch.compile`` (inductor, the CPU default) of the loss and the records from the
+    parameters; AOTAutograd compiles its backward too. One function object per network
+    shape and dtype (dynamo recompiles on a new shape)."""
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+
+    def forward(ws, bs, x, y):
+        out, hiddens = _torch_forward(torch, ws, bs, x)
+        loss = 0.5 * torch.mean((out - y) ** 2)
+        return loss, _torch_observe(torch, loss, out, hiddens, y)
+
+    return torch.compile(forward, dynamic=False)
+
+
+def torch_train_compiled(torch, params, x, y, lr: float, steps: int, depth: int, forward) -> dict:
+    """The eager loop with the forward (and so its backward) from ``torch_compiled_forward``
+    and a foreach SGD update; records at steps 0 … steps−1, before each update."""
+    ws, bs = _to_torch(torch, params, depth, batched=False)
+    opt = torch.optim.SGD(ws + bs, lr=lr, foreach=True)
+    recs = []
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss, rec = forward(ws, bs, x, y)
+        loss.backward()
+        opt.step()
+        recs.append(rec.detach())
+    return _unpack(torch.stack(recs).numpy(), depth)
+
+
 def torch_train_vmap(torch, params, x, y, lr: float, steps: int, depth: int) -> dict:
     """Seeds batched with ``torch.func.vmap`` over stacked parameters (leading seed axis)."""
     from torch.func import grad_and_value, vmap
@@ -291,8 +366,12 @@ def check_float64(torch, width: int, depth: int, lr: float, steps: int, seeds: i
         ens = _records(train_ensemble(net, x, y, keys=keys, lr=lr, steps=steps))
         loop = torch_train(torch, one, xt, yt, lr, steps, depth)
         vmapped = torch_train_vmap(torch, params, xt, yt, lr, steps, depth)
+        compiled = torch_train_compiled(
+            torch, one, xt, yt, lr, steps, depth, torch_compiled_forward(torch)
+        )
     dev = dict(
         single_run=_deviation(single, loop, steps),
+        single_run_compiled=_deviation(single, compiled, steps),
         ensemble_loop=_deviation({k: v[0] for k, v in ens.items()}, loop, steps),
         ensemble_vmap=_deviation(ens, vmapped, steps),
     )
@@ -404,6 +483,28 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
             **_against_limits(trate, model, limits),
         )
         row["ratio"] = rate / trate
+        # torch.compile: compile (first call) timed apart, then the same loop.
+        forward = torch_compiled_forward(torch)
+        t0 = time.perf_counter()
+        torch_train_compiled(torch, params, xt, yt, lr, 2, depth, forward)
+        compile_t = time.perf_counter() - t0
+        tc, rec = _time_torch(
+            size["torch_repeats"],
+            torch_train_compiled,
+            *(torch, params, xt, yt, lr, n, depth, forward),
+        )
+        crate = n / tc["median"]
+        row["torch_compile"] = dict(
+            steps_timed=n,
+            seconds=tc["median"],
+            min=tc["min"],
+            max=tc["max"],
+            compile_seconds=compile_t,
+            network_steps_per_s=crate,
+            float32_drift=_growth(_records(traj), rec, n),
+            **_against_limits(crate, model, limits),
+        )
+        row["ratio_compile"] = rate / crate
     out["rows"].append(row)
     _print(row)
 
@@ -427,7 +528,7 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
                 compile_seconds=t["compile"],
                 devices=jax.local_device_count(),
                 network_steps_per_s=rate,
-                **_against_limits(rate, model, limits),
+                **_against_limits(rate, model, limits, _ensemble_resident(model, seeds)),
             ),
         )
         if torch is not None:
@@ -443,8 +544,7 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
                 per_seed,
                 n,
             )
-            stacked = {k: np.stack([r[k] for r in recs]) for k in _OBS}
-            variants["loop"] = (tt, stacked)
+            variants["loop"] = (tt, _stack(recs))
             vmap_threads = _pick_threads(
                 torch,
                 lambda p=params: torch_train_vmap(torch, p, xt, yt, lr, 3, depth),
@@ -454,6 +554,16 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
                 1, torch_train_vmap, torch, params, xt, yt, lr, n, depth
             )
             torch.set_num_threads(out["torch"]["threads"])
+            forward = torch_compiled_forward(torch)
+            torch_train_compiled(torch, per_seed[0], xt, yt, lr, 2, depth, forward)  # compile
+            variants["torch.compile loop"] = _time_torch(
+                1,
+                lambda ps, n, fwd=forward: _stack(
+                    [torch_train_compiled(torch, p, xt, yt, lr, n, depth, fwd) for p in ps]
+                ),
+                per_seed,
+                n,
+            )
             row["torch"] = {}
             for name, (tt, rec) in variants.items():
                 trate = seeds * n / tt["median"]
@@ -463,17 +573,115 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
                     network_steps_per_s=trate,
                     float32_drift=_growth(ours, rec, n),
                     threads=vmap_threads if name == "torch.func.vmap" else out["torch"]["threads"],
-                    **_against_limits(trate, model, limits),
+                    # vmap keeps every network's weights in use at once
+                    **_against_limits(
+                        trate,
+                        model,
+                        limits,
+                        seeds * model["working_set_bytes"] if name == "torch.func.vmap" else None,
+                    ),
                 )
             best = max(row["torch"], key=lambda k: row["torch"][k]["network_steps_per_s"])
             row["torch_best"] = best
             row["ratio"] = rate / row["torch"][best]["network_steps_per_s"]
         out["rows"].append(row)
         _print(row)
+
+    # --- width × depth sweep ---------------------------------------------------------------
+    out["sweep"] = []
+    for width, depth in size.get("sweep", ()):
+        row = _sweep_case(
+            width,
+            depth,
+            lr,
+            size,
+            (width, depth) in size.get("sweep_compile", ()),
+            torch,
+            limits,
+        )
+        out["sweep"].append(row)
+        _print(row)
     return out
 
 
+def _sweep_case(width, depth, lr, size, with_compile, torch, limits) -> dict:
+    """One width × depth: rep_align's single run against PyTorch eager (and compile)."""
+    model = step_model(width, depth)
+    x, y = two_points()
+    net = make_network("mlp", in_dim=1, out_dim=1, width=width, depth=depth)
+    key = jax.random.key(0)
+    steps = size["sweep_steps"]
+    t0 = time.perf_counter()
+    compiled = jax.jit(lambda k: train(net, x, y, key=k, lr=lr, steps=steps)).lower(key).compile()
+    compile_s = time.perf_counter() - t0
+    t, _ = _timed_jax(lambda: compiled(key), 3, warmup=False)
+    rate = steps / t["median"]
+    row: dict = dict(
+        width=width,
+        depth=depth,
+        model=model,
+        rep_align=dict(
+            seconds=t["median"],
+            compile_seconds=compile_s,
+            network_steps_per_s=rate,
+            **_against_limits(rate, model, limits),
+        ),
+    )
+    if torch is None:
+        return row
+    params = train(net, x, y, key=key, lr=lr, steps=0, return_params=True)[1]
+    xt, yt = (torch.tensor(np.asarray(a)) for a in (x, y))
+    n = size["sweep_torch_steps"]
+    torch_train(torch, params, xt, yt, lr, 2, depth)  # warm-up
+    tt, _ = _time_torch(2, torch_train, torch, params, xt, yt, lr, n, depth)
+    trate = n / tt["median"]
+    row["torch"] = dict(
+        seconds=tt["median"], network_steps_per_s=trate, **_against_limits(trate, model, limits)
+    )
+    row["ratio"] = rate / trate
+    if with_compile:
+        forward = torch_compiled_forward(torch)
+        t0 = time.perf_counter()
+        torch_train_compiled(torch, params, xt, yt, lr, 2, depth, forward)
+        c_s = time.perf_counter() - t0
+        tc, _ = _time_torch(2, torch_train_compiled, torch, params, xt, yt, lr, n, depth, forward)
+        crate = n / tc["median"]
+        row["torch_compile"] = dict(
+            seconds=tc["median"],
+            compile_seconds=c_s,
+            network_steps_per_s=crate,
+            **_against_limits(crate, model, limits),
+        )
+        row["ratio_compile"] = rate / crate
+    return row
+
+
+def _ensemble_resident(model: dict, seeds: int) -> int:
+    """Bytes ``train_ensemble`` keeps in use at once on a CPU with its defaults: runs are
+    vmapped in groups of max(1, 1 MiB // parameter bytes), one group per device, and
+    networks over 8 MiB run on one device (see its docstring)."""
+    group = min(seeds, max(1, 2**20 // model["param_bytes"]))
+    devices = 1 if model["param_bytes"] > 8 * 2**20 else min(jax.local_device_count(), seeds)
+    return group * devices * model["working_set_bytes"]
+
+
+def _stack(recs: list[dict]) -> dict:
+    return {k: np.stack([r[k] for r in recs]) for k in _OBS}
+
+
 def _print(row: dict) -> None:
+    if "case" not in row:  # a sweep row
+        msg = (
+            f"  train sweep {row['depth']}×{row['width']}: rep_align "
+            f"{row['rep_align']['network_steps_per_s']:.4g} steps/s, "
+            f"{100 * row['rep_align'].get('roofline', {}).get('fraction', float('nan')):.0f} % "
+            f"of the {row['rep_align'].get('roofline', {}).get('level', '?')} bound"
+        )
+        for k in ("torch", "torch_compile"):
+            if k in row:
+                msg += f"; {k} {row[k]['network_steps_per_s']:.4g}"
+        print(msg, flush=True)
+        return
     ra = row["rep_align"]
     msg = (
         f"  train {row['case']}: rep_align {ra['network_steps_per_s']:.4g} network-steps/s "
@@ -492,16 +700,21 @@ def _print(row: dict) -> None:
 
 
 def plot(result: dict, path: str) -> None:
+    """Left: network-steps/s per case, rep_align against PyTorch's variants. Right: the
+    roofline by working set: the measured bandwidth curve (XLA triad, all cores; NumPy
+    copy, one core) with the cache sizes, and every case at (working set, bytes it must
+    move per second)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
-    labels = [r["case"] for r in rows]
+    fig, (ax, rf) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
     xs = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
-    ax.bar(xs - 0.2, [r["rep_align"]["network_steps_per_s"] for r in rows], 0.4, label="rep_align")
+    ax.bar(
+        xs - 0.27, [r["rep_align"]["network_steps_per_s"] for r in rows], 0.27, label="rep_align"
+    )
     if all("ratio" in r for r in rows):
         best = [
             r["torch"]["network_steps_per_s"]
@@ -509,17 +722,73 @@ def plot(result: dict, path: str) -> None:
             else r["torch"][r["torch_best"]]["network_steps_per_s"]
             for r in rows
         ]
-        ax.bar(xs + 0.2, best, 0.4, label="PyTorch eager (best variant)")
-    if "fraction_of_bandwidth_bound" in rows[0]["rep_align"]:
-        m = rows[0]["rep_align"]
-        bound = m["network_steps_per_s"] / m["fraction_of_bandwidth_bound"]
-        ax.axhline(bound, ls=":", color="k", label="memory-bandwidth bound")
-    ax.set_xticks(xs, labels)
+        ax.bar(xs, best, 0.27, label="PyTorch eager (best variant)")
+        comp = [
+            r["torch_compile"]["network_steps_per_s"]
+            if "torch_compile" in r
+            else r.get("torch", {}).get("torch.compile loop", {}).get("network_steps_per_s", 0)
+            for r in rows
+        ]
+        ax.bar(xs + 0.27, comp, 0.27, label="torch.compile")
+    roof = rows[0]["rep_align"].get("roofline")
+    if roof:
+        ax.axhline(
+            roof["steps_per_s"],
+            ls=":",
+            color="k",
+            label=f"bound at its working set ({roof['level']})",
+        )
+    ax.set_xticks(xs, [r["case"] for r in rows])
     ax.set_yscale("log")
     ax.set_ylabel("network-steps / s")
     s = result["settings"]
     ax.set_title(f"training, MLP {s['depth']}×{s['width']}, observables every step")
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(frameon=False, fontsize="small", loc="lower left")
+
+    limits = result.get("limits") or result.get("context", {}).get("limits") or {}
+    curve = limits.get("curve")
+    if curve:
+        sizes = np.asarray(curve["sizes"], float)
+        rf.plot(sizes, curve["xla_triad_gbs"], "k-", label="XLA triad, all cores (the bound)")
+        rf.plot(sizes, curve["numpy_copy_gbs"], "k--", label="NumPy copy, one core")
+        for level in ("L2", "L3"):
+            if level in curve["caches"]:
+                cap = curve["caches"][level]
+                if curve["caches"].get(f"{level}_shared_by", 1) == 1:
+                    cap *= os.cpu_count() or 1
+                rf.axvline(cap, color="0.7", lw=0.8)
+                rf.text(
+                    cap,
+                    max(curve["xla_triad_gbs"]),
+                    level,
+                    fontsize="small",
+                    ha="right",
+                    va="top",
+                )
+    points = [(r["case"], r["rep_align"]) for r in rows]
+    points += [(f"{r['depth']}×{r['width']}", r["rep_align"]) for r in result.get("sweep", [])]
+    for label, ra in points:
+        if "roofline" not in ra:
+            continue
+        ws, gbs = ra["roofline"]["working_set_bytes"], ra["bytes_per_s"] / 1e9
+        rf.plot(ws, gbs, "o", color="C0")
+        rf.annotate(label, (ws, gbs), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    for r in result.get("sweep", []):
+        if "torch" in r and "roofline" in r["torch"]:
+            rf.plot(
+                r["torch"]["roofline"]["working_set_bytes"],
+                r["torch"]["bytes_per_s"] / 1e9,
+                "x",
+                color="C1",
+            )
+    rf.plot([], [], "o", color="C0", label="rep_align (bytes that must move / s)")
+    rf.plot([], [], "x", color="C1", label="PyTorch eager, sweep")
+    rf.set_xscale("log", base=2)
+    rf.set_yscale("log")
+    rf.set_xlabel("working set (bytes resident)")
+    rf.set_ylabel("GB/s")
+    rf.set_title("roofline by working set: measured bandwidth and each case")
+    rf.legend(frameon=False, fontsize="x-small")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

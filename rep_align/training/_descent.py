@@ -13,6 +13,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from rep_align import checks
 from rep_align.networks import Network
+from rep_align.training import _fused
 from rep_align.training._trajectory import (
     Trajectory,
     finish,
@@ -48,6 +49,7 @@ def _make_optimizer(optimizer: OptimizerSpec, lr: Array | None) -> optax.Gradien
         "pair",
         "progress",
         "return_params",
+        "fused",
     ),
 )
 def _train_core(
@@ -66,6 +68,7 @@ def _train_core(
     pair: tuple[int, int],
     progress: Callable[[int, float], None] | None,
     return_params: bool,
+    fused: bool,
 ):
     init_key, shuffle_key, dropout_key = split_run_key(key)
     params = initial_params(network, params, gain, init_key)
@@ -96,10 +99,15 @@ def _train_core(
     def one_step(state, step):
         params, opt_state, perm, div = state
         xb, yb, perm = minibatch(step, perm)
-        dkey = jax.random.fold_in(dropout_key, step) if network.stochastic else None
-        (loss, (out, hiddens)), grads = grad_fn(params, network, xb, yb, train=True, key=dkey)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        if fused:
+            # Plain SGD on a few points: the update fused into the backward pass, the same
+            # numbers as below bit for bit on the CPU (``_fused``).
+            params, (loss, (out, hiddens)) = _fused.sgd_step(params, network, xb, yb, lr)
+        else:
+            dkey = jax.random.fold_in(dropout_key, step) if network.stochastic else None
+            (loss, (out, hiddens)), grads = grad_fn(params, network, xb, yb, train=True, key=dkey)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
         div = jnp.where((div < 0) & ~jnp.isfinite(loss), step, div)
         return (params, opt_state, perm, div), (loss, out, hiddens)
 
@@ -247,4 +255,5 @@ def train(
         pair=pair,
         progress=progress,
         return_params=return_params,
+        fused=_fused.supported(network, x.shape[0], optimizer, batch_size),
     )

@@ -1,0 +1,99 @@
+"""One plain-gradient-descent step with the weight update fused into the backward pass.
+
+On a few points the gradient of a dense layer's kernel is a sum of a few outer products,
+``Σ_p a_p ⊗ δ_p`` (a_p the layer's input and δ_p the loss gradient at its pre-activation
+for point p). Autodiff computes it as a dot that writes the whole gradient to memory, which
+the optimiser then reads back with the weights: 6 passes over the parameters per step.
+Written as elementwise products, XLA fuses the sum into the update, so each kernel is read
+and written once by it: 3 passes in all with the forward and backward reads. The step
+records the same loss, output and hidden activations as ``loss_fn``.
+
+Bit for bit: on the CPU, XLA's dot with a contraction of n ≤ ``MAX_POINTS`` accumulates
+``fma(a_{n-1}, δ_{n-1}, … fma(a_1, δ_1, a_0·δ_0))`` and the elementwise sum below is
+contracted to the same FMAs, so trajectories equal those of the autodiff path exactly
+(``tests/test_fused_step.py`` checks this for every supported architecture). Other
+backends run their dots differently, so the fused step is used on the CPU only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PyTree
+
+from rep_align.networks import ACTIVATIONS, Network
+
+#: Largest number of points for which the fused step is used (the test checks bitwise
+#: equality with the autodiff step up to this many).
+MAX_POINTS = 4
+
+#: Architectures built only of dense layers, the ones the fused step implements.
+ARCHS = ("mlp", "resnet")
+
+#: Switch for comparisons (benchmarks, tests): False always takes the autodiff path.
+ENABLED = True
+
+
+def supported(network: Network, n_points: int, optimizer, batch_size) -> bool:
+    """Whether ``train`` runs its SGD steps through ``sgd_step``: plain SGD ("sgd"), full
+    batch, a dense architecture without dropout, at most ``MAX_POINTS`` points, on the
+    CPU, and ``ENABLED``."""
+    return (
+        ENABLED
+        and isinstance(optimizer, str)
+        and optimizer == "sgd"
+        and batch_size is None
+        and network.arch in ARCHS
+        and not network.stochastic
+        and n_points <= MAX_POINTS
+        and jax.default_backend() == "cpu"
+    )
+
+
+def sgd_step(
+    params: PyTree, network: Network, x: Array, y: Array, lr: Array
+) -> tuple[PyTree, tuple[Array, tuple[Array, Array, tuple[Array, ...]]]]:
+    """θ ← θ − lr·∇L(θ) for L = 0.5·mean((ŷ − y*)²), with the forward pass it took.
+
+    Arguments:
+        params: the network's parameters (``{"dense_i": {"kernel", "bias"}}``).
+        network: an architecture in ``ARCHS``.
+        x: inputs (n, in_dim); y: targets (n, out_dim); lr: scalar learning rate.
+
+    Returns:
+        ``(new_params, (loss, (output, hiddens)))``, as ``loss_fn`` returns them at θ.
+    """
+    act = ACTIVATIONS[network.activation]
+    n_layers = network.depth + 1
+    kernels = [params[f"dense_{i}"]["kernel"] for i in range(n_layers)]
+    biases = [params[f"dense_{i}"]["bias"] for i in range(n_layers)]
+
+    def forward(eps):
+        # eps: zero perturbations of the pre-activations; their gradient is δ per layer.
+        a, inputs, hiddens = x, [], []
+        for i in range(n_layers):
+            inputs.append(a)
+            z = a @ kernels[i] + biases[i] + eps[i]
+            if i == n_layers - 1:
+                a = z
+                break
+            a = act(z)
+            if network.arch == "resnet" and i >= 2:
+                a = a + hiddens[i - 2]
+            hiddens.append(a)
+        loss = 0.5 * jnp.mean((a - y) ** 2)
+        return loss, (a, tuple(hiddens), tuple(inputs))
+
+    eps = [jnp.zeros((x.shape[0], k.shape[1]), x.dtype) for k in kernels]
+    (loss, (out, hiddens, inputs)), deltas = jax.value_and_grad(forward, has_aux=True)(eps)
+    new = {}
+    for i in range(n_layers):
+        a, d = inputs[i], deltas[i]
+        grad = a[0][:, None] * d[0][None, :]
+        for p in range(1, x.shape[0]):
+            grad = a[p][:, None] * d[p][None, :] + grad
+        new[f"dense_{i}"] = {
+            "kernel": kernels[i] + (-lr) * grad,
+            "bias": biases[i] + (-lr) * jnp.sum(d, axis=0),
+        }
+    return new, (loss, (out, hiddens))
