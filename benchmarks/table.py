@@ -104,32 +104,67 @@ def _best(ra: dict) -> str:
     return f"{100 * ra['fraction_of_bandwidth_bound'] * ra['seconds'] / ra['min']:.0f}; "
 
 
+def _roof(entry: dict) -> str:
+    r = entry.get("roofline")
+    return f"{100 * r['fraction']:.0f}" if r else "–"
+
+
+def _curve(c: dict) -> list[str]:
+    curve = c.get("context", {}).get("limits", {}).get("curve")
+    if not curve:
+        return []
+    caches = curve["caches"]
+    cells = ", ".join(
+        f"{s / 2**20:g} MiB {a:.0f} ({b:.0f})"
+        for s, a, b in zip(
+            curve["sizes"], curve["xla_triad_gbs"], curve["numpy_copy_gbs"], strict=True
+        )
+    )
+    sizes = ", ".join(
+        f"{k} {caches[k] / 2**20:g} MiB"
+        + (" per core" if caches.get(f"{k}_shared_by") == 1 else "")
+        for k in ("L1", "L2", "L3")
+        if k in caches
+    )
+    return [
+        f"Bandwidth by working set in this run, GB/s, XLA triad on all cores (NumPy copy on "
+        f"one core): {cells}. Caches: {sizes}.",
+        "",
+    ]
+
+
 def train(c: dict) -> list[str]:
-    out = [
-        "| case | steps timed | rep_align net-steps/s | PyTorch net-steps/s (variant) | ratio | "
-        "rep_align % of bandwidth bound: median (best; 6× model) | rep_align % of matmul peak | "
-        "PyTorch % of bandwidth bound |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    out = _curve(c) + [
+        "| case | steps timed | rep_align net-steps/s | PyTorch eager (variant) | × eager | "
+        "torch.compile | × compile | bound: level, GB/s, steps/s | rep_align % of it | "
+        "% of main-memory copy bound |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in c["rows"]:
         ra = row["rep_align"]
         if "torch_best" in row:
-            t = row["torch"][row["torch_best"]]
-            variant = f"{row['torch_best']}, {t['threads']} thr"
+            eager = {k: v for k, v in row["torch"].items() if k != "torch.compile loop"}
+            best = max(eager, key=lambda k: eager[k]["network_steps_per_s"])
+            t = eager[best]
+            variant = f"{best}, {t['threads']} thr"
+            comp = row["torch"].get("torch.compile loop")
         elif "torch" in row:
             t = row["torch"]
             variant = f"loop, {c['torch']['threads']} thr"
+            comp = row.get("torch_compile")
         else:
-            t, variant = None, "–"
+            t, variant, comp = None, "–", None
         tcol = f"{t['network_steps_per_s']:.4g} ({variant})" if t else "–"
-        ratio = f"{row['ratio']:.2f}" if "ratio" in row else "–"
-        tb = f"{100 * t['fraction_of_bandwidth_bound']:.0f}" if t else "–"
+        rate = ra["network_steps_per_s"]
+        xe = f"{rate / t['network_steps_per_s']:.2f}" if t else "–"
+        ccol = f"{comp['network_steps_per_s']:.4g}" if comp else "–"
+        xc = f"{rate / comp['network_steps_per_s']:.2f}" if comp else "–"
         steps = f"{row['steps']:,} / {t['steps_timed']:,}" if t else f"{row['steps']:,}"
+        r = ra.get("roofline")
+        bound = f"{r['level']}, {r['bandwidth_gbs']:.0f}, {r['steps_per_s']:.4g}" if r else "–"
         out.append(
-            f"| {row['case']} | {steps} | {ra['network_steps_per_s']:.4g} | {tcol} | {ratio} | "
-            f"{100 * ra['fraction_of_bandwidth_bound']:.0f} "
-            f"({_best(ra)}{100 * ra['fraction_of_bandwidth_bound_as_executed']:.0f}) | "
-            f"{100 * ra['fraction_of_matmul_peak']:.1f} | {tb} |"
+            f"| {row['case']} | {steps} | {rate:.4g} | {tcol} | {xe} | {ccol} | {xc} | "
+            f"{bound} | {_roof(ra)} | {100 * ra['fraction_of_bandwidth_bound']:.0f} |"
         )
     m = c["model"]
     out.append("")
@@ -145,13 +180,43 @@ def train(c: dict) -> list[str]:
             + "."
         )
         out.append("")
+    first = c["rows"][0]
+    extra = (
+        f", torch.compile {first['torch_compile']['compile_seconds']:.1f} s"
+        if "torch_compile" in first
+        else ""
+    )
     out.append(
         f"Per network-step: {m['params']:,} parameters ({m['param_bytes'] / 1e6:.1f} MB), "
-        f"{m['must_move_bytes'] / 1e6:.1f} MB that must move, "
-        f"{m['as_executed_bytes'] / 1e6:.1f} MB as executed with a materialised gradient, "
+        f"working set {m['working_set_bytes'] / 1e6:.1f} MB, "
+        f"{m['must_move_bytes'] / 1e6:.1f} MB that must move (the bound's bytes), "
         f"{m['flops'] / 1e6:.1f} MFLOP. Compile: single run "
-        f"{c['rows'][0]['rep_align']['compile_seconds']:.1f} s."
+        f"{first['rep_align']['compile_seconds']:.1f} s{extra}."
     )
+    if c.get("sweep"):
+        out += [
+            "",
+            "| depth × width | MB moved / step | level | bound steps/s | rep_align steps/s "
+            "| % of bound | PyTorch eager | × eager | torch.compile | × compile |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in c["sweep"]:
+            ra, r = row["rep_align"], row["rep_align"].get("roofline", {})
+            t, comp = row.get("torch"), row.get("torch_compile")
+            rate = ra["network_steps_per_s"]
+            out.append(
+                f"| {row['depth']} × {row['width']} | {row['model']['must_move_bytes'] / 1e6:.3g} "
+                f"| {r.get('level', '–')} | {r.get('steps_per_s', float('nan')):.4g} "
+                f"| {rate:.4g} | {_roof(ra)} "
+                f"| {t['network_steps_per_s']:.4g} | {rate / t['network_steps_per_s']:.2f} "
+                if t
+                else f"| {row['depth']} × {row['width']} | – | – | – | {rate:.4g} | – | – | – "
+            )
+            out[-1] += (
+                f"| {comp['network_steps_per_s']:.4g} | {rate / comp['network_steps_per_s']:.2f} |"
+                if comp
+                else "| – | – |"
+            )
     return out
 
 

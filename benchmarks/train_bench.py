@@ -656,6 +656,80 @@ def _sweep_case(width, depth, lr, size, with_compile, torch, limits) -> dict:
     return row
 
 
+def step_breakdown(width: int = 500, depth: int = 20, steps: int = 500, repeats: int = 5) -> dict:
+    """Where one SGD step's time goes: the step's parts timed alone, in compiled loops of
+    ``steps`` iterations (float32, two points, the default preset's shapes).
+
+    - ``forward_dots``: the ``depth + 1`` layers' (2 × P) @ (P × P) dots and activations,
+      the pattern of the forward pass; the backward pass runs as many dots of the same
+      shape (against the transposed kernels).
+    - ``update``: the fused elementwise update of every kernel (read and write once).
+    - ``step``: ``train``'s whole step, records included.
+
+    Each part's bytes per iteration give its achieved GB/s, to compare with the triad
+    bandwidth at the same working set.
+
+    Returns:
+        ``{part: {"us_per_step", "bytes_per_step", "gbs"}}`` plus ``"layers"``.
+    """
+    key = jax.random.key(0)
+    kernels = [
+        jax.random.normal(jax.random.fold_in(key, i), (width, width)) / np.sqrt(width)
+        for i in range(depth - 1)
+    ]
+    a0 = jnp.ones((2, width), jnp.float32)
+    k_bytes = 4 * width * width * len(kernels)
+
+    def act(z):
+        return jnp.where(z > 0, z, 0.01 * z)
+
+    def forward_dots(ks, a):
+        def body(a, _):
+            h = a
+            for k in ks:
+                h = act(h @ k)
+            return a + 1e-3 * h, None
+
+        return jax.lax.scan(body, a, None, length=steps)[0]
+
+    def update(ks, a):
+        # the fused update's pattern: every kernel plus a rank-2 outer product of vectors
+        # that change each iteration (so nothing is hoisted out of the loop)
+        def body(carry, _):
+            ks, a = carry
+            ks = [
+                k + (-1e-6) * (a[1][:, None] * a[0][None, :] + a[0][:, None] * a[1][None, :])
+                for k in ks
+            ]
+            return (ks, a * 0.999), None
+
+        return jax.lax.scan(body, (ks, a), None, length=steps)[0]
+
+    out: dict = {"layers": len(kernels), "width": width, "steps": steps}
+    for name, fn, moved in (
+        ("forward_dots", forward_dots, k_bytes),
+        ("update", update, 2 * k_bytes),
+    ):
+        f = jax.jit(fn)
+        t, _ = _timed_jax(lambda f=f: f(kernels, a0), repeats)
+        us = t["median"] / steps * 1e6
+        out[name] = dict(us_per_step=us, bytes_per_step=moved, gbs=moved / (us * 1e-6) / 1e9)
+    x, y = two_points()
+    net = make_network("mlp", in_dim=1, out_dim=1, width=width, depth=depth)
+    compiled = (
+        jax.jit(lambda k: train(net, x, y, key=k, lr=0.005, steps=steps)).lower(key).compile()
+    )
+    t, _ = _timed_jax(lambda: compiled(key), repeats, warmup=False)
+    model = step_model(width, depth)
+    us = t["median"] / steps * 1e6
+    out["step"] = dict(
+        us_per_step=us,
+        bytes_per_step=model["must_move_bytes"],
+        gbs=model["must_move_bytes"] / (us * 1e-6) / 1e9,
+    )
+    return out
+
+
 def _ensemble_resident(model: dict, seeds: int) -> int:
     """Bytes ``train_ensemble`` keeps in use at once on a CPU with its defaults: runs are
     vmapped in groups of max(1, 1 MiB // parameter bytes), one group per device, and
@@ -800,6 +874,15 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--breakdown", metavar="JSON", help="only time the step's parts (step_breakdown)"
+    )
     args = parser.parse_args()
+    if args.breakdown:
+        res = dict(breakdown=step_breakdown(), load=os.getloadavg(), started=time.ctime())
+        with open(args.breakdown, "w") as f:
+            json.dump(res, f, indent=1)
+        print(json.dumps(res, indent=1))
+        raise SystemExit
     lim = dict(memory_bandwidth=memory_bandwidth(), matmul_f32=matmul_peak())
     print(json.dumps(run(args.quick, lim), indent=1, default=float))

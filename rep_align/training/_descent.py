@@ -178,7 +178,10 @@ def train(
     """Train ``network`` on (x, y) by an optax optimiser, recording the pair observables.
 
     The whole run is one compiled ``lax.scan`` (outer over records, inner over the
-    ``record_every`` steps between them). Records are taken at steps 0, k, 2k, …, steps
+    ``record_every`` steps between them); plain SGD on up to four points with an MLP or
+    ResNet takes a step with the weight update fused into the backward pass, the same
+    numbers bit for bit on the CPU (docs/architecture.md, "The fused SGD step"). Records
+    are taken at steps 0, k, 2k, …, steps
     (k = ``record_every``), from the full dataset without dropout. One run per call; vmap
     over ``key``, ``lr``, ``gain``, ``x``/``y`` values or ``params`` for sweeps.
 
