@@ -204,19 +204,18 @@ def train(c: dict) -> list[str]:
             ra, r = row["rep_align"], row["rep_align"].get("roofline", {})
             t, comp = row.get("torch"), row.get("torch_compile")
             rate = ra["network_steps_per_s"]
-            out.append(
+            head = (
                 f"| {row['depth']} × {row['width']} | {row['model']['must_move_bytes'] / 1e6:.3g} "
                 f"| {r.get('level', '–')} | {r.get('steps_per_s', float('nan')):.4g} "
                 f"| {rate:.4g} | {_roof(ra)} "
-                f"| {t['network_steps_per_s']:.4g} | {rate / t['network_steps_per_s']:.2f} "
-                if t
-                else f"| {row['depth']} × {row['width']} | – | – | – | {rate:.4g} | – | – | – "
             )
-            out[-1] += (
-                f"| {comp['network_steps_per_s']:.4g} | {rate / comp['network_steps_per_s']:.2f} |"
-                if comp
-                else "| – | – |"
-            )
+            for peer in (t, comp):
+                if peer:
+                    prate = peer["network_steps_per_s"]
+                    head += f"| {prate:.4g} | {rate / prate:.2f} "
+                else:
+                    head += "| – | – "
+            out.append(head + "|")
     return out
 
 
