@@ -1,4 +1,4 @@
-"""The fused SGD step (rep_align.training._fused) gives the autodiff step's numbers exactly."""
+"""The fused gradients (rep_align.training._fused) give the autodiff step's numbers exactly."""
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,7 @@ def test_fused_train_is_bitwise_the_autodiff_train(arch, activation, n):
     net = make_network(
         arch, in_dim=x.shape[1], out_dim=y.shape[1], width=48, depth=5, activation=activation
     )
-    assert _fused.supported(net, n, "sgd", None)
+    assert _fused.supported(net, n, "sgd")
 
     def run():
         traj, params = train(
@@ -75,13 +75,37 @@ def test_fused_ensemble_is_bitwise_and_float64_too():
             np.testing.assert_array_equal(a, b)
 
 
+def test_fused_minibatch_sgd_is_bitwise():
+    x, y = _data(4, jnp.float32)
+    net = make_network("mlp", in_dim=3, out_dim=2, width=40, depth=4)
+
+    def run():
+        return train(
+            net,
+            x,
+            y,
+            key=jax.random.key(5),
+            lr=0.05,
+            steps=200,
+            batch_size=2,
+            return_params=True,
+        )
+
+    (tf, pf), (tp, pp) = _both(run)
+    for f in FIELDS:
+        np.testing.assert_array_equal(np.asarray(getattr(tf, f)), np.asarray(getattr(tp, f)))
+    for a, b in zip(jax.tree_util.tree_leaves(pf), jax.tree_util.tree_leaves(pp), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(tf.loss[-1]) < 0.5 * float(tf.loss[0])
+
+
 def test_fused_step_only_where_it_applies():
     mlp = make_network("mlp", in_dim=1, out_dim=1, width=8, depth=2)
-    assert _fused.supported(mlp, 2, "sgd", None)
-    assert not _fused.supported(mlp, 2, "adam", None)
-    assert not _fused.supported(mlp, 2, "sgd", 1)
-    assert not _fused.supported(mlp, _fused.MAX_POINTS + 1, "sgd", None)
+    assert _fused.supported(mlp, 2, "sgd")
+    assert _fused.supported(mlp, _fused.MAX_POINTS, "sgd")
+    assert not _fused.supported(mlp, _fused.MAX_POINTS + 1, "sgd")
+    assert not _fused.supported(mlp, 2, "adam")
     drop = make_network("dropout", in_dim=1, out_dim=1, width=8, depth=2)
-    assert not _fused.supported(drop, 2, "sgd", None)
+    assert not _fused.supported(drop, 2, "sgd")
     cnn = make_network("cnn", in_dim=1, out_dim=1, width=64, depth=2)
-    assert not _fused.supported(cnn, 2, "sgd", None)
+    assert not _fused.supported(cnn, 2, "sgd")

@@ -100,14 +100,14 @@ def _train_core(
         params, opt_state, perm, div = state
         xb, yb, perm = minibatch(step, perm)
         if fused:
-            # Plain SGD on a few points: the update fused into the backward pass, the same
-            # numbers as below bit for bit on the CPU (``_fused``).
-            params, (loss, (out, hiddens)) = _fused.sgd_step(params, network, xb, yb, lr)
+            # A few points: kernel gradients as outer products that XLA fuses into the
+            # update, the same numbers as autodiff bit for bit on the CPU (``_fused``).
+            (loss, (out, hiddens)), grads = _fused.value_and_grad(params, network, xb, yb)
         else:
             dkey = jax.random.fold_in(dropout_key, step) if network.stochastic else None
             (loss, (out, hiddens)), grads = grad_fn(params, network, xb, yb, train=True, key=dkey)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
         div = jnp.where((div < 0) & ~jnp.isfinite(loss), step, div)
         return (params, opt_state, perm, div), (loss, out, hiddens)
 
@@ -178,9 +178,10 @@ def train(
     """Train ``network`` on (x, y) by an optax optimiser, recording the pair observables.
 
     The whole run is one compiled ``lax.scan`` (outer over records, inner over the
-    ``record_every`` steps between them); plain SGD on up to four points with an MLP or
-    ResNet takes a step with the weight update fused into the backward pass, the same
-    numbers bit for bit on the CPU (docs/architecture.md, "The fused SGD step"). Records
+    ``record_every`` steps between them); for plain SGD with an MLP or ResNet and at most
+    four points per step the kernels' gradients are written so that XLA fuses them into
+    the update, the
+    same numbers bit for bit on the CPU (docs/architecture.md, "The fused SGD step"). Records
     are taken at steps 0, k, 2k, …, steps
     (k = ``record_every``), from the full dataset without dropout. One run per call; vmap
     over ``key``, ``lr``, ``gain``, ``x``/``y`` values or ``params`` for sweeps.
@@ -258,5 +259,7 @@ def train(
         pair=pair,
         progress=progress,
         return_params=return_params,
-        fused=_fused.supported(network, x.shape[0], optimizer, batch_size),
+        fused=_fused.supported(
+            network, x.shape[0] if batch_size is None else batch_size, optimizer
+        ),
     )

@@ -1,12 +1,12 @@
-"""One plain-gradient-descent step with the weight update fused into the backward pass.
+"""Gradients on a few points as outer products, so XLA fuses them into the optimiser update.
 
 On a few points the gradient of a dense layer's kernel is a sum of a few outer products,
 ``Σ_p a_p ⊗ δ_p`` (a_p the layer's input and δ_p the loss gradient at its pre-activation
 for point p). Autodiff computes it as a dot that writes the whole gradient to memory, which
 the optimiser then reads back with the weights: 6 passes over the parameters per step.
-Written as elementwise products, XLA fuses the sum into the update, so each kernel is read
-and written once by it: 3 passes in all with the forward and backward reads. The step
-records the same loss, output and hidden activations as ``loss_fn``.
+Written as elementwise products, XLA fuses the sum into the update: for plain SGD each
+kernel is read and written once, 3 passes in all with the forward and backward reads. The
+forward pass gives the same loss, output and hidden activations as ``loss_fn``.
 
 Bit for bit: on the CPU, XLA's dot with a contraction of n ≤ ``MAX_POINTS`` accumulates
 ``fma(a_{n-1}, δ_{n-1}, … fma(a_1, δ_1, a_0·δ_0))`` and the elementwise sum below is
@@ -34,34 +34,39 @@ ARCHS = ("mlp", "resnet")
 ENABLED = True
 
 
-def supported(network: Network, n_points: int, optimizer, batch_size) -> bool:
-    """Whether ``train`` runs its SGD steps through ``sgd_step``: plain SGD ("sgd"), full
-    batch, a dense architecture without dropout, at most ``MAX_POINTS`` points, on the
-    CPU, and ``ENABLED``."""
+def supported(network: Network, points_per_step: int, optimizer) -> bool:
+    """Whether ``train`` takes its gradients from ``value_and_grad``: plain SGD ("sgd"), a
+    dense architecture without dropout, at most ``MAX_POINTS`` points per step (the batch
+    size, or all points in full batch), on the CPU, and ``ENABLED``.
+
+    Only plain SGD: with Adam the gradient, computed inside the update's fusion, is
+    rounded into the moments differently (records differ by about one float32 rounding
+    step, 6e-8, from the first steps on), so Adam keeps the autodiff path and its numbers.
+    """
     return (
         ENABLED
         and isinstance(optimizer, str)
         and optimizer == "sgd"
-        and batch_size is None
         and network.arch in ARCHS
         and not network.stochastic
-        and n_points <= MAX_POINTS
+        and points_per_step <= MAX_POINTS
         and jax.default_backend() == "cpu"
     )
 
 
-def sgd_step(
-    params: PyTree, network: Network, x: Array, y: Array, lr: Array
-) -> tuple[PyTree, tuple[Array, tuple[Array, Array, tuple[Array, ...]]]]:
-    """θ ← θ − lr·∇L(θ) for L = 0.5·mean((ŷ − y*)²), with the forward pass it took.
+def value_and_grad(
+    params: PyTree, network: Network, x: Array, y: Array
+) -> tuple[tuple[Array, tuple[Array, tuple[Array, ...]]], PyTree]:
+    """L = 0.5·mean((ŷ − y*)²) and ∇L(θ), as ``jax.value_and_grad(loss_fn, has_aux=True)``
+    returns them, with the kernels' gradients as elementwise outer products.
 
     Arguments:
         params: the network's parameters (``{"dense_i": {"kernel", "bias"}}``).
         network: an architecture in ``ARCHS``.
-        x: inputs (n, in_dim); y: targets (n, out_dim); lr: scalar learning rate.
+        x: inputs (n, in_dim), n ≤ ``MAX_POINTS``; y: targets (n, out_dim).
 
     Returns:
-        ``(new_params, (loss, (output, hiddens)))``, as ``loss_fn`` returns them at θ.
+        ``((loss, (output, hiddens)), grads)``; ``grads`` has the structure of ``params``.
     """
     act = ACTIVATIONS[network.activation]
     n_layers = network.depth + 1
@@ -86,14 +91,11 @@ def sgd_step(
 
     eps = [jnp.zeros((x.shape[0], k.shape[1]), x.dtype) for k in kernels]
     (loss, (out, hiddens, inputs)), deltas = jax.value_and_grad(forward, has_aux=True)(eps)
-    new = {}
+    grads = {}
     for i in range(n_layers):
         a, d = inputs[i], deltas[i]
         grad = a[0][:, None] * d[0][None, :]
         for p in range(1, x.shape[0]):
             grad = a[p][:, None] * d[p][None, :] + grad
-        new[f"dense_{i}"] = {
-            "kernel": kernels[i] + (-lr) * grad,
-            "bias": biases[i] + (-lr) * jnp.sum(d, axis=0),
-        }
-    return new, (loss, (out, hiddens))
+        grads[f"dense_{i}"] = {"kernel": grad, "bias": jnp.sum(d, axis=0)}
+    return (loss, (out, hiddens)), grads
