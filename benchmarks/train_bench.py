@@ -469,42 +469,39 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
             candidates,
         )
         out["torch"]["threads"] = threads
-        tt, rec = _time_torch(
-            size["torch_repeats"], torch_train, torch, params, xt, yt, lr, n, depth
+        ours = _records(traj)
+
+        def torch_row(timing, rec, **extra):
+            trate = n / timing["median"]
+            return dict(
+                steps_timed=n,
+                seconds=timing["median"],
+                min=timing["min"],
+                max=timing["max"],
+                **extra,
+                network_steps_per_s=trate,
+                float32_drift=_growth(ours, rec, n),
+                **_against_limits(trate, model, limits),
+            )
+
+        row["torch"] = torch_row(
+            *_time_torch(size["torch_repeats"], torch_train, torch, params, xt, yt, lr, n, depth)
         )
-        trate = n / tt["median"]
-        row["torch"] = dict(
-            steps_timed=n,
-            seconds=tt["median"],
-            min=tt["min"],
-            max=tt["max"],
-            network_steps_per_s=trate,
-            float32_drift=_growth(_records(traj), rec, n),
-            **_against_limits(trate, model, limits),
-        )
-        row["ratio"] = rate / trate
+        row["ratio"] = rate / row["torch"]["network_steps_per_s"]
         # torch.compile: compile (first call) timed apart, then the same loop.
         forward = torch_compiled_forward(torch)
         t0 = time.perf_counter()
         torch_train_compiled(torch, params, xt, yt, lr, 2, depth, forward)
         compile_t = time.perf_counter() - t0
-        tc, rec = _time_torch(
-            size["torch_repeats"],
-            torch_train_compiled,
-            *(torch, params, xt, yt, lr, n, depth, forward),
-        )
-        crate = n / tc["median"]
-        row["torch_compile"] = dict(
-            steps_timed=n,
-            seconds=tc["median"],
-            min=tc["min"],
-            max=tc["max"],
+        row["torch_compile"] = torch_row(
+            *_time_torch(
+                size["torch_repeats"],
+                torch_train_compiled,
+                *(torch, params, xt, yt, lr, n, depth, forward),
+            ),
             compile_seconds=compile_t,
-            network_steps_per_s=crate,
-            float32_drift=_growth(_records(traj), rec, n),
-            **_against_limits(crate, model, limits),
         )
-        row["ratio_compile"] = rate / crate
+        row["ratio_compile"] = rate / row["torch_compile"]["network_steps_per_s"]
     out["rows"].append(row)
     _print(row)
 

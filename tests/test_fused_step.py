@@ -24,6 +24,17 @@ def _both(fn):
     return fused, plain
 
 
+def _assert_identical(fused, plain):
+    """Trajectories (and, for ``(trajectory, params)`` pairs, final parameters) equal bit
+    for bit."""
+    if isinstance(fused, tuple):
+        (fused, pf), (plain, pp) = fused, plain
+        for a, b in zip(jax.tree_util.tree_leaves(pf), jax.tree_util.tree_leaves(pp), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for f in FIELDS:
+        np.testing.assert_array_equal(np.asarray(getattr(fused, f)), np.asarray(getattr(plain, f)))
+
+
 def _data(n, dtype):
     if n == 2:
         return two_points(dtype=dtype)
@@ -50,11 +61,9 @@ def test_fused_train_is_bitwise_the_autodiff_train(arch, activation, n):
         )
         return traj, params
 
-    (tf, pf), (tp, pp) = _both(run)
-    for f in FIELDS:
-        np.testing.assert_array_equal(np.asarray(getattr(tf, f)), np.asarray(getattr(tp, f)))
-    for a, b in zip(jax.tree_util.tree_leaves(pf), jax.tree_util.tree_leaves(pp), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fused, plain = _both(run)
+    _assert_identical(fused, plain)
+    tf = fused[0]
     # The run moved: equality is not of two frozen networks.
     assert float(tf.loss[-1]) < 0.5 * float(tf.loss[0])
 
@@ -63,16 +72,11 @@ def test_fused_ensemble_is_bitwise_and_float64_too():
     x, y = two_points()
     net = make_network("mlp", in_dim=1, out_dim=1, width=64, depth=6)
     keys = jax.random.split(jax.random.key(0), 3)
-    fused, plain = _both(lambda: train_ensemble(net, x, y, keys=keys, lr=0.01, steps=200))
-    for f in FIELDS:
-        np.testing.assert_array_equal(np.asarray(getattr(fused, f)), np.asarray(getattr(plain, f)))
+    _assert_identical(*_both(lambda: train_ensemble(net, x, y, keys=keys, lr=0.01, steps=200)))
     with jax.enable_x64(True):
         x64, y64 = two_points(dtype=jnp.float64)
         net64 = make_network("mlp", in_dim=1, out_dim=1, width=64, depth=6, dtype=jnp.float64)
-        fused, plain = _both(lambda: train(net64, x64, y64, key=keys[0], lr=0.01, steps=200))
-        for f in FIELDS:
-            a, b = (np.asarray(getattr(t, f)) for t in (fused, plain))
-            np.testing.assert_array_equal(a, b)
+        _assert_identical(*_both(lambda: train(net64, x64, y64, key=keys[0], lr=0.01, steps=200)))
 
 
 def test_fused_minibatch_sgd_is_bitwise():
@@ -91,11 +95,9 @@ def test_fused_minibatch_sgd_is_bitwise():
             return_params=True,
         )
 
-    (tf, pf), (tp, pp) = _both(run)
-    for f in FIELDS:
-        np.testing.assert_array_equal(np.asarray(getattr(tf, f)), np.asarray(getattr(tp, f)))
-    for a, b in zip(jax.tree_util.tree_leaves(pf), jax.tree_util.tree_leaves(pp), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fused, plain = _both(run)
+    _assert_identical(fused, plain)
+    tf = fused[0]
     assert float(tf.loss[-1]) < 0.5 * float(tf.loss[0])
 
 

@@ -180,10 +180,9 @@ def train(
     The whole run is one compiled ``lax.scan`` (outer over records, inner over the
     ``record_every`` steps between them); for plain SGD with an MLP or ResNet and at most
     four points per step the kernels' gradients are written so that XLA fuses them into
-    the update, the
-    same numbers bit for bit on the CPU (docs/architecture.md, "The fused SGD step"). Records
-    are taken at steps 0, k, 2k, …, steps
-    (k = ``record_every``), from the full dataset without dropout. One run per call; vmap
+    the update, the same numbers bit for bit on the CPU (docs/architecture.md, "The fused
+    SGD step"). Records are taken at steps 0, k, 2k, …, steps (k = ``record_every``),
+    from the full dataset without dropout. One run per call; vmap
     over ``key``, ``lr``, ``gain``, ``x``/``y`` values or ``params`` for sweeps.
 
     Arguments:
