@@ -118,6 +118,9 @@ class _Net(nn.Module):
                 a = nn.Dropout(self.dropout_rate, deterministic=not train)(a)
             last = layer == self.depth
             a = self._dense(self.out_dim if last else self.width, name=f"dense_{layer}")(a)
+            # A no-op unless ``apply`` gets perturbations: then their gradient is the loss
+            # gradient at this pre-activation (``training._fused``).
+            a = self.perturb(f"pre_{layer}", a)
             if last:
                 break
             a = act(a)
@@ -247,6 +250,7 @@ class Network:
         *,
         train: bool = False,
         key: PRNGKeyArray | None = None,
+        perturbations: dict[str, Array] | None = None,
     ) -> tuple[Float[Array, "batch out_dim"], tuple[Array, ...]]:
         """Run the network on a batch.
 
@@ -257,6 +261,10 @@ class Network:
                 architectures).
             key: PRNG key for dropout; required when ``train=True`` and the network is
                 ``stochastic``, ignored otherwise.
+            perturbations: optional arrays added to the dense layers' pre-activations,
+                ``{"pre_i": (batch, features of dense_i)}`` for every layer i (MLP, ResNet
+                and dropout MLP); at zero, their gradient is the loss gradient at each
+                pre-activation.
 
         Returns:
             ``(output, hiddens)``: output (batch, out_dim) and a tuple of ``num_hidden``
@@ -275,7 +283,10 @@ class Network:
                     "apply(..., train=True) of a dropout network needs a PRNG key: pass key=..."
                 )
             rngs = {"dropout": key}
-        return self._module().apply({"params": params}, x, train, rngs=rngs)
+        variables = {"params": params}
+        if perturbations is not None:
+            variables["perturbations"] = perturbations
+        return self._module().apply(variables, x, train, rngs=rngs)
 
 
 def make_network(

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
-from rep_align.networks import ACTIVATIONS, Network
+from rep_align.networks import Network
 
 #: Largest number of points for which the fused step is used (the test checks bitwise
 #: equality with the autodiff step up to this many).
@@ -68,32 +68,21 @@ def value_and_grad(
     Returns:
         ``((loss, (output, hiddens)), grads)``; ``grads`` has the structure of ``params``.
     """
-    act = ACTIVATIONS[network.activation]
     n_layers = network.depth + 1
     kernels = [params[f"dense_{i}"]["kernel"] for i in range(n_layers)]
-    biases = [params[f"dense_{i}"]["bias"] for i in range(n_layers)]
 
     def forward(eps):
         # eps: zero perturbations of the pre-activations; their gradient is δ per layer.
-        a, inputs, hiddens = x, [], []
-        for i in range(n_layers):
-            inputs.append(a)
-            z = a @ kernels[i] + biases[i] + eps[i]
-            if i == n_layers - 1:
-                a = z
-                break
-            a = act(z)
-            if network.arch == "resnet" and i >= 2:
-                a = a + hiddens[i - 2]
-            hiddens.append(a)
-        loss = 0.5 * jnp.mean((a - y) ** 2)
-        return loss, (a, tuple(hiddens), tuple(inputs))
+        out, hiddens = network.apply(params, x, perturbations=eps)
+        return 0.5 * jnp.mean((out - y) ** 2), (out, hiddens)
 
-    eps = [jnp.zeros((x.shape[0], k.shape[1]), x.dtype) for k in kernels]
-    (loss, (out, hiddens, inputs)), deltas = jax.value_and_grad(forward, has_aux=True)(eps)
+    eps = {f"pre_{i}": jnp.zeros((x.shape[0], k.shape[1]), x.dtype) for i, k in enumerate(kernels)}
+    (loss, (out, hiddens)), deltas = jax.value_and_grad(forward, has_aux=True)(eps)
+    # Layer i's input: x, then each hidden layer's output (after the residual sum).
+    inputs = (x, *hiddens)
     grads = {}
     for i in range(n_layers):
-        a, d = inputs[i], deltas[i]
+        a, d = inputs[i], deltas[f"pre_{i}"]
         grad = a[0][:, None] * d[0][None, :]
         for p in range(1, x.shape[0]):
             grad = a[p][:, None] * d[p][None, :] + grad
