@@ -96,16 +96,27 @@ def _train_core(
         idx = jax.lax.dynamic_slice_in_dim(perm, j * batch_size, batch_size)
         return x[idx], y[idx], perm
 
-    def one_step(state, step):
+    def one_step(state, step, observed=None):
         params, opt_state, perm, div = state
         xb, yb, perm = minibatch(step, perm)
         if fused:
             # A few points: kernel gradients as outer products that XLA fuses into the
             # update, the same numbers as autodiff bit for bit on the CPU (``_fused``).
-            (loss, (out, hiddens)), grads = _fused.value_and_grad(params, network, xb, yb)
+            # It also returns params ordered after the backward pass, so the kernels are
+            # updated in place instead of copied each step.
+            (loss, (out, hiddens)), grads, params = _fused.value_and_grad(params, network, xb, yb)
         else:
             dkey = jax.random.fold_in(dropout_key, step) if network.stochastic else None
             (loss, (out, hiddens)), grads = grad_fn(params, network, xb, yb, train=True, key=dkey)
+            if network.arch in _fused.ARCHS:
+                # Kernel i's gradient needs the backward read of kernel i + 1: the update
+                # ordered after it overwrites the kernels in place (no copy per step).
+                params = _fused.in_place(
+                    params, [grads[f"dense_{i}"]["kernel"] for i in range(network.depth)]
+                )
+        if observed is not None:
+            # A record at θ_t ran its own forward pass: the update also comes after it.
+            params = _fused.after_all(params, observed)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         div = jnp.where((div < 0) & ~jnp.isfinite(loss), step, div)
@@ -128,11 +139,16 @@ def _train_core(
             )
         else:
             rec = observe(state[0], network, x, y, pair)
+            # The chunk's first step is ordered after the record's read of θ_start, so the
+            # parameters are updated in place rather than copied for the record.
+            state = one_step(state, start, observed=rec.loss)[0]
 
             def inner(state, j):
                 return one_step(state, start + j)[0], None
 
-            state, _ = jax.lax.scan(inner, state, jnp.arange(record_every, dtype=jnp.int32))
+            if record_every > 1:
+                steps_left = jnp.arange(1, record_every, dtype=jnp.int32)
+                state, _ = jax.lax.scan(inner, state, steps_left)
         if progress is not None:
             every = max(1, n_chunks // 200)
             jax.lax.cond(
