@@ -1,4 +1,4 @@
-"""Every output of 44 small training configurations, saved to compare two versions of the
+"""Every output of 52 small training configurations, saved to compare two versions of the
 code bit for bit (for changes meant to preserve behaviour).
 
     python -m benchmarks.training_outputs OLD.npz   # at the old commit
@@ -6,7 +6,8 @@ code bit for bit (for changes meant to preserve behaviour).
     python -m benchmarks.training_outputs --compare OLD.npz NEW.npz
 
 Covers float32 and float64; MLP and ResNet (SGD, Adam, mini-batches of 2 and 4, full batch
-of 8, record intervals 1 and 5, a vmapped ensemble), dropout and CNN.
+of 8, record intervals 1 and 5, a vmapped ensemble, ``train_epochs`` with SGD and Adam on
+batches of 3), dropout and CNN.
 """
 
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 from rep_align.data import two_points  # noqa: E402
 from rep_align.networks import make_network  # noqa: E402
-from rep_align.training import train, train_ensemble  # noqa: E402
+from rep_align.training import train, train_ensemble, train_epochs  # noqa: E402
 
 
 def compare(old: str, new: str) -> int:
@@ -109,6 +110,24 @@ for dt in (jnp.float32, jnp.float64):
                 net, x, y, keys=jax.random.split(k, 3), lr=0.05, steps=100, return_params=True
             ),
         )
+        for opt, lr in (("sgd", 0.05), ("adam", 1e-3)):
+            snaps, params = train_epochs(
+                net3,
+                X,
+                Y,
+                key=k,
+                lr=lr,
+                epochs=20,
+                layer=2,
+                optimizer=opt,
+                batch_size=3,
+                record_every=2,
+                return_params=True,
+            )
+            for f in ("epochs", "loss", "accuracy", "hidden", "outputs", "diverged_epoch"):
+                out[f"{dt.__name__}/{arch}/epochs_{opt}/{f}"] = np.asarray(getattr(snaps, f))
+            for i, leaf in enumerate(jax.tree_util.tree_leaves(params)):
+                out[f"{dt.__name__}/{arch}/epochs_{opt}/p{i}"] = np.asarray(leaf)
     drop = make_network("dropout", in_dim=1, out_dim=1, width=40, depth=4, dtype=dt)
     save(f"{dt.__name__}/dropout", train(drop, x, y, key=k, lr=0.05, steps=100, return_params=True))
     cnn = make_network("cnn", in_dim=1, out_dim=1, width=48, depth=3, dtype=dt)

@@ -102,9 +102,7 @@ def _train_core(
         if fused:
             # A few points: kernel gradients as outer products that XLA fuses into the
             # update, the same numbers as autodiff bit for bit on the CPU (``_fused``).
-            # It also returns params ordered after the backward pass, so the kernels are
-            # updated in place instead of copied each step.
-            (loss, (out, hiddens)), grads, params = _fused.value_and_grad(params, network, xb, yb)
+            (loss, (out, hiddens)), grads = _fused.value_and_grad(params, network, xb, yb)
         else:
             dkey = jax.random.fold_in(dropout_key, step) if network.stochastic else None
             (loss, (out, hiddens)), grads = grad_fn(params, network, xb, yb, train=True, key=dkey)
@@ -114,9 +112,9 @@ def _train_core(
                 params = _fused.in_place(
                     params, [grads[f"dense_{i}"]["kernel"] for i in range(network.depth)]
                 )
-        if observed is not None:
-            # A record at θ_t ran its own forward pass: the update also comes after it.
-            params = _fused.after_all(params, observed)
+            if observed is not None:
+                # A record at θ_t ran its own forward pass: the update also comes after it.
+                params = _fused.after_all(params, observed)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         div = jnp.where((div < 0) & ~jnp.isfinite(loss), step, div)
