@@ -40,10 +40,10 @@ x8 = rng.normal(size=(8, 3))
 y8 = rng.normal(size=(8, 2))
 
 
-def save(name, res):
-    traj, params = res
-    for f in ("loss", "h", "y", "w", "m", "diverged_step"):
-        out[f"{name}/{f}"] = np.asarray(getattr(traj, f))
+def save(name, res, fields=("loss", "h", "y", "w", "m", "diverged_step")):
+    records, params = res
+    for f in fields:
+        out[f"{name}/{f}"] = np.asarray(getattr(records, f))
     for i, leaf in enumerate(jax.tree_util.tree_leaves(params)):
         out[f"{name}/p{i}"] = np.asarray(leaf)
 
@@ -111,7 +111,7 @@ for dt in (jnp.float32, jnp.float64):
             ),
         )
         for opt, lr in (("sgd", 0.05), ("adam", 1e-3)):
-            snaps, params = train_epochs(
+            res = train_epochs(
                 net3,
                 X,
                 Y,
@@ -124,10 +124,8 @@ for dt in (jnp.float32, jnp.float64):
                 record_every=2,
                 return_params=True,
             )
-            for f in ("epochs", "loss", "accuracy", "hidden", "outputs", "diverged_epoch"):
-                out[f"{dt.__name__}/{arch}/epochs_{opt}/{f}"] = np.asarray(getattr(snaps, f))
-            for i, leaf in enumerate(jax.tree_util.tree_leaves(params)):
-                out[f"{dt.__name__}/{arch}/epochs_{opt}/p{i}"] = np.asarray(leaf)
+            fields = ("epochs", "loss", "accuracy", "hidden", "outputs", "diverged_epoch")
+            save(f"{dt.__name__}/{arch}/epochs_{opt}", res, fields)
     drop = make_network("dropout", in_dim=1, out_dim=1, width=40, depth=4, dtype=dt)
     save(f"{dt.__name__}/dropout", train(drop, x, y, key=k, lr=0.05, steps=100, return_params=True))
     cnn = make_network("cnn", in_dim=1, out_dim=1, width=48, depth=3, dtype=dt)

@@ -106,12 +106,8 @@ def _train_core(
         else:
             dkey = jax.random.fold_in(dropout_key, step) if network.stochastic else None
             (loss, (out, hiddens)), grads = grad_fn(params, network, xb, yb, train=True, key=dkey)
-            if network.arch in _fused.ARCHS:
-                # Kernel i's gradient needs the backward read of kernel i + 1: the update
-                # ordered after it overwrites the kernels in place (no copy per step).
-                params = _fused.in_place(
-                    params, [grads[f"dense_{i}"]["kernel"] for i in range(network.depth)]
-                )
+            # Kernels updated in place, not copied each step (``_fused.in_place``).
+            params = _fused.in_place(params, grads, network)
             if observed is not None:
                 # A record at θ_t ran its own forward pass: the update also comes after it.
                 params = _fused.after_all(params, observed)

@@ -121,11 +121,8 @@ def _epochs_core(
         params, opt_state, bad = state
         dkey = jax.random.fold_in(dropout_key, count) if network.stochastic else None
         (loss, _), grads = grad_fn(params, network, x[idx], y[idx], train=True, key=dkey)
-        if network.arch in _fused.ARCHS:
-            # Update the kernels in place, not copied each step (``_fused.in_place``).
-            params = _fused.in_place(
-                params, [grads[f"dense_{i}"]["kernel"] for i in range(network.depth)]
-            )
+        # Kernels updated in place, not copied each step (``_fused.in_place``).
+        params = _fused.in_place(params, grads, network)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state, bad | ~jnp.isfinite(loss))

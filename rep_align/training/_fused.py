@@ -131,13 +131,15 @@ def after_all(params: PyTree, read: Array) -> PyTree:
     return jax.tree_util.tree_map(tie, params)
 
 
-def in_place(params: PyTree, reads: list[Array]) -> PyTree:
-    """``params`` of a dense network (``ARCHS``), bit for bit, with kernel i + 1 ordered
-    after ``reads[i]`` (``after``): an array the backward pass computes from its read of
-    that kernel, such as δ of layer i or the gradient of kernel i. An update that reads the
-    returned parameters then overwrites each kernel in place."""
+def in_place(params: PyTree, grads: PyTree, network: Network) -> PyTree:
+    """``params``, bit for bit, with each kernel of a dense network (``ARCHS``) ordered
+    after the gradient of the kernel below it (``after``), which needs the backward pass's
+    read of it; an update that reads the returned parameters then overwrites each kernel
+    in place. Other architectures are returned as they are."""
+    if network.arch not in ARCHS:
+        return params
     ordered = {name: dict(layer) for name, layer in params.items()}
-    for i, read in enumerate(reads):
+    for i in range(network.depth):
         layer = ordered[f"dense_{i + 1}"]
-        layer["kernel"] = after(layer["kernel"], read)
+        layer["kernel"] = after(layer["kernel"], grads[f"dense_{i}"]["kernel"])
     return ordered
