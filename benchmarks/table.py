@@ -216,6 +216,17 @@ def train(c: dict) -> list[str]:
                 else:
                     head += "| – | – "
             out.append(head + "|")
+    b = c.get("breakdown")
+    if b:
+        parts = [(k, v) for k, v in b.items() if isinstance(v, dict)]
+        out += [
+            "",
+            f"Where the single run's step goes ({b['layers']} hidden {b['width']} × "
+            f"{b['width']} layers, each part timed alone in a compiled loop of {b['steps']} "
+            "iterations): "
+            + "; ".join(f"{k} {v['us_per_step']:.0f} µs ({v['gbs']:.0f} GB/s)" for k, v in parts)
+            + ".",
+        ]
     return out
 
 

@@ -78,6 +78,7 @@ SIZES = {
         sweep_steps=600,
         sweep_torch_steps=60,
         sweep_compile=((128, 20), (1000, 20), (500, 5)),
+        breakdown_steps=500,
     ),
     "quick": dict(
         width=128,
@@ -96,6 +97,7 @@ SIZES = {
         sweep_steps=50,
         sweep_torch_steps=10,
         sweep_compile=((64, 4),),
+        breakdown_steps=20,
     ),
 }
 
@@ -598,6 +600,20 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
         )
         out["sweep"].append(row)
         _print(row)
+
+    # --- where the single run's step goes ---------------------------------------------------
+    out["breakdown"] = step_breakdown(
+        width, depth, steps=size.get("breakdown_steps", 500), repeats=size["repeats"]
+    )
+    print(
+        "  train breakdown (µs per step): "
+        + ", ".join(
+            f"{k} {v['us_per_step']:.0f} ({v['gbs']:.0f} GB/s)"
+            for k, v in out["breakdown"].items()
+            if isinstance(v, dict)
+        ),
+        flush=True,
+    )
     return out
 
 
@@ -657,9 +673,11 @@ def step_breakdown(width: int = 500, depth: int = 20, steps: int = 500, repeats:
     """Where one SGD step's time goes: the step's parts timed alone, in compiled loops of
     ``steps`` iterations (float32, two points, the default preset's shapes).
 
-    - ``forward_dots``: the ``depth + 1`` layers' (2 × P) @ (P × P) dots and activations,
-      the pattern of the forward pass; the backward pass runs as many dots of the same
-      shape (against the transposed kernels).
+    - ``forward_dots``: the hidden layers' (2 × P) @ (P × P) dots and activations, the
+      pattern of the forward pass (the contraction runs over the kernel's rows).
+    - ``backward_dots``: as many (2 × P) @ (P × P)ᵀ dots, the pattern of the backward pass
+      (δ times the transposed kernel: the contraction runs over the kernel's columns, which
+      XLA hands to a different, slower kernel than the forward's).
     - ``update``: the fused elementwise update of every kernel (read and write once).
     - ``step``: ``train``'s whole step, records included.
 
@@ -689,6 +707,15 @@ def step_breakdown(width: int = 500, depth: int = 20, steps: int = 500, repeats:
 
         return jax.lax.scan(body, a, None, length=steps)[0]
 
+    def backward_dots(ks, a):
+        def body(a, _):
+            h = a
+            for k in ks[::-1]:
+                h = act(h @ k.T)
+            return a + 1e-3 * h, None
+
+        return jax.lax.scan(body, a, None, length=steps)[0]
+
     def update(ks, a):
         # the fused update's pattern: every kernel plus a rank-2 outer product of vectors
         # that change each iteration (so nothing is hoisted out of the loop)
@@ -705,6 +732,7 @@ def step_breakdown(width: int = 500, depth: int = 20, steps: int = 500, repeats:
     out: dict = {"layers": len(kernels), "width": width, "steps": steps}
     for name, fn, moved in (
         ("forward_dots", forward_dots, k_bytes),
+        ("backward_dots", backward_dots, k_bytes),
         ("update", update, 2 * k_bytes),
     ):
         f = jax.jit(fn)

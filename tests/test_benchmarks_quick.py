@@ -46,5 +46,9 @@ def test_quick_run(tmp_path, monkeypatch):
     # The cases that compare outputs before timing them must have found agreement.
     if "check_float64" in results["train"]:
         assert results["train"]["check_float64"]["agrees"], results["train"]["check_float64"]
+    # the step's parts, forward and backward dots apart, as the breakdown reports them
+    parts = results["train"]["breakdown"]
+    for part in ("forward_dots", "backward_dots", "update", "step"):
+        assert parts[part]["us_per_step"] > 0 and parts[part]["bytes_per_step"] > 0, parts
     fit = results["fit"]
     assert fit["agreement"]["rep_align_converged"] == fit["rows"][-1]["n"]
