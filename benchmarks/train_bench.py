@@ -588,13 +588,13 @@ def run(quick: bool = False, limits: dict | None = None, size: dict | None = Non
 
     # --- width × depth sweep ---------------------------------------------------------------
     out["sweep"] = []
-    for width, depth in size.get("sweep", ()):
+    for sweep_width, sweep_depth in size.get("sweep", ()):
         row = _sweep_case(
-            width,
-            depth,
+            sweep_width,
+            sweep_depth,
             lr,
             size,
-            (width, depth) in size.get("sweep_compile", ()),
+            (sweep_width, sweep_depth) in size.get("sweep_compile", ()),
             torch,
             limits,
         )
