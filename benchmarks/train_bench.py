@@ -35,6 +35,7 @@ Standalone: ``python -m benchmarks.train_bench [--quick]`` prints the result as 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -698,20 +699,12 @@ def step_breakdown(width: int = 500, depth: int = 20, steps: int = 500, repeats:
     def act(z):
         return jnp.where(z > 0, z, 0.01 * z)
 
-    def forward_dots(ks, a):
+    def dots(ks, a, backward):
+        # forward: a @ k from the first layer up; backward: δ @ kᵀ from the last layer down
         def body(a, _):
             h = a
-            for k in ks:
-                h = act(h @ k)
-            return a + 1e-3 * h, None
-
-        return jax.lax.scan(body, a, None, length=steps)[0]
-
-    def backward_dots(ks, a):
-        def body(a, _):
-            h = a
-            for k in ks[::-1]:
-                h = act(h @ k.T)
+            for k in ks[::-1] if backward else ks:
+                h = act(h @ (k.T if backward else k))
             return a + 1e-3 * h, None
 
         return jax.lax.scan(body, a, None, length=steps)[0]
@@ -731,8 +724,8 @@ def step_breakdown(width: int = 500, depth: int = 20, steps: int = 500, repeats:
 
     out: dict = {"layers": len(kernels), "width": width, "steps": steps}
     for name, fn, moved in (
-        ("forward_dots", forward_dots, k_bytes),
-        ("backward_dots", backward_dots, k_bytes),
+        ("forward_dots", functools.partial(dots, backward=False), k_bytes),
+        ("backward_dots", functools.partial(dots, backward=True), k_bytes),
         ("update", update, 2 * k_bytes),
     ):
         f = jax.jit(fn)
