@@ -8,16 +8,30 @@ or the new one, never a torn one, and a killed writer leaves no partial file beh
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "jsonable", "write_json"]
+__all__ = [
+    "NPZ",
+    "atomic_write",
+    "jsonable",
+    "npz_field",
+    "split_arrays",
+    "write_json",
+    "write_npz",
+]
+
+#: Metadata key of a dataclass field whose value goes to the ``.npz`` beside a result's
+#: JSON instead of into it (``npz_field``, ``split_arrays``).
+NPZ = "rep_align.npz"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any] | bytes) -> Path:
@@ -48,9 +62,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any] | by
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with NumPy scalars and arrays turned into Python values, tuples into lists,
-    and non-finite floats into None, for strict JSON."""
-    if isinstance(obj, dict):
+    """``obj`` with dataclasses turned into dicts of their fields, NumPy scalars and arrays
+    into Python values, tuples into lists, and non-finite floats into None, for strict
+    JSON."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [jsonable(v) for v in obj]
@@ -70,3 +87,61 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(jsonable(obj), indent=1, allow_nan=False)
     return atomic_write(path, text.encode())
+
+
+def npz_field(**kwargs: Any) -> Any:
+    """A dataclass field whose value (an array, or a mapping of arrays) is kept out of
+    the result's JSON and written to the ``.npz`` beside it (``split_arrays``)."""
+    return dataclasses.field(metadata={NPZ: True}, **kwargs)
+
+
+def split_arrays(obj: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """``(json_ready, arrays)``: ``jsonable(obj)`` without the fields declared with
+    ``npz_field``, and those fields' arrays keyed by their dotted path (``"runs.0.hidden"``);
+    in the JSON such a field holds the string ``"npz:<path>"``.
+
+    This is how every typed result becomes files: one generic function instead of a
+    ``to_json`` per class.
+    """
+    arrays: dict[str, np.ndarray] = {}
+
+    def walk(o: Any, path: str) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            out = {}
+            for f in dataclasses.fields(o):
+                where = f"{path}.{f.name}" if path else f.name
+                value = getattr(o, f.name)
+                if f.metadata.get(NPZ):
+                    out[f.name] = f"npz:{where}"
+                    _collect(value, where, arrays)
+                else:
+                    out[f.name] = walk(value, where)
+            return out
+        if isinstance(o, Mapping):
+            return {str(k): walk(v, f"{path}.{k}" if path else str(k)) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            return [walk(v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(o)]
+        return jsonable(o)
+
+    return walk(obj, ""), arrays
+
+
+def _collect(value: Any, path: str, arrays: dict[str, np.ndarray]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _collect(v, f"{path}.{k}", arrays)
+    elif isinstance(value, list | tuple) and not all(np.isscalar(v) for v in value):
+        for i, v in enumerate(value):
+            _collect(v, f"{path}.{i}", arrays)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            _collect(getattr(value, f.name), f"{path}.{f.name}", arrays)
+    elif value is not None:
+        arrays[path] = np.asarray(value)
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
+    """Write ``arrays`` to ``path`` as an uncompressed ``.npz`` (atomically; no pickle)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write(path, buf.getvalue())

@@ -24,7 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="runs/reproduce",
         help="output directory (full runs go to OUT/full); default runs/reproduce",
     )
-    p.add_argument("--only", nargs="+", default=None, metavar="STAGE", help="run only these stages")
+    from rep_align.experiments import names
+
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"run only these experiments (of: {', '.join(names())})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

