@@ -29,11 +29,14 @@ _BUILT_IN = {
     "universality": "universality",
     "lazy": "lazy",
 }
+#: Experiments with a command of their own that the main job does not run.
+_EXTRA = {"validity": "validity"}
 _REGISTERED: dict[str, Experiment] = {}
 
 
 def names() -> list[str]:
-    """Every experiment's name: the built-in ones in running order, then registered ones."""
+    """The experiments of the main job: the built-in ones in running order, then registered
+    ones (``validity``, which has a command of its own only, is not among them)."""
     return list(_BUILT_IN) + [n for n in _REGISTERED if n not in _BUILT_IN]
 
 
@@ -45,9 +48,10 @@ def get(name: str) -> Experiment:
     """
     if name in _REGISTERED:
         return _REGISTERED[name]
-    if name not in _BUILT_IN:
-        raise ValueError(f"unknown experiment {name!r}; choose from {names()}")
-    module = importlib.import_module(f"rep_align.experiments.{_BUILT_IN[name]}")
+    modules = _BUILT_IN | _EXTRA
+    if name not in modules:
+        raise ValueError(f"unknown experiment {name!r}; choose from {names() + list(_EXTRA)}")
+    module = importlib.import_module(f"rep_align.experiments.{modules[name]}")
     found = getattr(module, "EXPERIMENT", None)
     if found is None:  # not yet declared with the protocol: its stage adapter
         from rep_align.experiments._legacy import LEGACY
