@@ -70,6 +70,7 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         "project's reading of the paper's figures (docs/theory.md §7); each says where its "
         "bound comes from.",
         "",
+        *_provenance_lines(summary),
         "| experiment | status | time (s) | headline | measured | criterion | verdict |",
         "|---|---|---:|---|---|---|---|",
     ]
@@ -105,6 +106,22 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         for fig in rec.get("figures", []):
             lines += ["", f"![{fig}]({fig})"]
     return "\n".join(lines) + "\n"
+
+
+def _provenance_lines(summary: Mapping[str, Any]) -> list[str]:
+    p = summary.get("provenance")
+    if not p:
+        return []
+    versions = ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items() if v)
+    dev = p.get("devices") or {}
+    machine = p.get("machine") or {}
+    return [
+        f"Code at commit `{p.get('commit') or 'unknown'}` ({versions}; Python {p.get('python')}),"
+        f" on {dev.get('count')} {dev.get('platform')} device(s) of a {machine.get('cores')}-core"
+        f" {machine.get('processor')} machine; started {p.get('started')}, "
+        f"{_fmt(summary.get('seconds'))} s in all; command `{' '.join(p.get('command') or [])}`.",
+        "",
+    ]
 
 
 def report_html(summary: Mapping[str, Any], root: str | Path) -> str:

@@ -230,3 +230,13 @@ def test_a_toy_experiment_is_registered_run_resumed_and_reported(only_these, tmp
     assert other.summary["result"] == rec["result"]
     assert "A toy experiment" in (tmp_path / "report.md").read_text()
     assert "This project's claim" in (tmp_path / "report.md").read_text()
+
+
+def test_every_summary_says_where_it_comes_from(stand_ins, tmp_path):
+    rp.run_reproduce(tmp_path, quick=True, only=["good"], progress=lambda s: None)
+    for path in (tmp_path / "summary.json", tmp_path / "good" / "summary.json"):
+        p = json.loads(path.read_text())["provenance"]
+        assert p["versions"]["jax"] and p["devices"]["count"] >= 1 and p["started"]
+        assert isinstance(p["command"], list) and p["machine"]["cores"] >= 1
+    assert json.loads((tmp_path / "summary.json").read_text())["seconds"] >= 0
+    assert "Code at commit" in (tmp_path / "report.md").read_text()

@@ -4,9 +4,11 @@ training through the sweep engine, analysis, ``summary.json`` and the figures.
 ``run(experiment, out, quick=...)`` is what ``rep-align NAME`` and every stage of
 ``rep-align reproduce`` call (docs/architecture.md, "Experiments"). It writes, into ``out``:
 
-- ``summary.json``: the experiment's name, title and claim, the mode, its settings, status,
-  seconds, headlines with their verdicts, the typed result (``files.split_arrays``) and the
-  figures' file names (or the error's traceback, when it failed);
+- ``summary.json``: the experiment's name, title and claim, the mode, its settings, where
+  it comes from (``provenance``: commit, package versions, devices, command line, machine,
+  start time), status, seconds, headlines with their verdicts, the typed result
+  (``files.split_arrays``) and the figures' file names (or the error's traceback, when it
+  failed);
 - ``arrays.npz``: the result's fields declared with ``files.npz_field`` (if any);
 - the figures, one PNG per name the experiment draws.
 
@@ -31,12 +33,72 @@ from typing import Any
 from rep_align.experiments._protocol import Experiment, Headline
 from rep_align.files import jsonable, split_arrays, write_json, write_npz
 
-__all__ = ["Outcome", "Runs", "SUMMARY", "run"]
+__all__ = ["Outcome", "Runs", "SUMMARY", "provenance", "run"]
 
 #: The file name of every experiment's summary (and of ``reproduce``'s).
 SUMMARY = "summary.json"
 #: The arrays of a result kept out of its JSON.
 ARRAYS = "arrays.npz"
+
+
+#: Packages whose versions every summary records.
+_PACKAGES = ("rep_align", "jax", "jaxlib", "numpy", "flax", "optax", "equinox", "diffrax")
+
+
+def _commit() -> str | None:
+    """The git commit of the checkout rep_align is imported from (with "+dirty" when it
+    has uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    where = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance() -> dict[str, Any]:
+    """Where a result comes from: the code's commit, package versions, the devices, the
+    command line, the machine and the time (UTC), for every ``summary.json``."""
+    import datetime
+    import os
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import jax
+
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    devices = jax.devices()
+    return dict(
+        commit=_commit(),
+        versions=versions,
+        python=platform.python_version(),
+        devices=dict(platform=devices[0].platform, kind=devices[0].device_kind, count=len(devices)),
+        command=list(sys.argv),
+        machine=dict(
+            system=platform.platform(), processor=platform.machine(), cores=os.cpu_count()
+        ),
+        started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
 
 
 class Runs:
@@ -230,6 +292,7 @@ def run(
         claim=experiment.claim,
         mode="quick" if quick else "full",
         settings=settings_json,
+        provenance=provenance(),
     )
     result, heads = None, []
     try:

@@ -6,9 +6,10 @@ kernels) one after the other through the driver (``_driver.run``), each into
 ``out/<name>/`` with one run store ``out/store`` shared by all (runs two experiments need
 are trained once), and writes
 
-- ``out/summary.json``: per experiment its status, time, settings, headlines (with spread
-  over seeds), the criterion each is checked against, where its bound comes from and
-  whether it holds;
+- ``out/summary.json``: where it comes from (``_driver.provenance``: commit, package
+  versions, devices, command line, machine, start time), the total time, and per
+  experiment its status, time, settings, headlines (with spread over seeds), the criterion
+  each is checked against, where its bound comes from and whether it holds;
 - ``out/report.md`` and a self-contained ``out/report.html`` (``rep_align.report``).
 
 Resuming. An experiment that finished wrote ``out/<name>/summary.json``; a second call with
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rep_align import experiments, report
-from rep_align.experiments._driver import SUMMARY, run
+from rep_align.experiments._driver import SUMMARY, provenance, run
 from rep_align.experiments._protocol import Experiment, Headline
 from rep_align.files import atomic_write, write_json
 
@@ -58,6 +59,8 @@ class ReproduceResult:
     mode: str
     stages: Mapping[str, Mapping[str, Any]]
     out: Path
+    provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -65,7 +68,13 @@ class ReproduceResult:
         return all(s["status"] != "failed" for s in self.stages.values())
 
     def to_json(self) -> dict[str, Any]:
-        return dict(mode=self.mode, ok=self.ok, stages=dict(self.stages))
+        return dict(
+            mode=self.mode,
+            ok=self.ok,
+            seconds=self.seconds,
+            provenance=dict(self.provenance),
+            stages=dict(self.stages),
+        )
 
 
 def _full_values(base: Path, exp: Experiment) -> tuple[dict[str, float], str]:
@@ -143,6 +152,7 @@ def run_reproduce(
     root.mkdir(parents=True, exist_ok=True)
     mode = "quick" if quick else "full"
     stages: dict[str, dict[str, Any]] = {}
+    origin = provenance()
     t0 = time.perf_counter()
     for k, name in enumerate(names):
         say(f"[{k}/{len(names)} experiments] starting {name} ({mode})")
@@ -168,7 +178,7 @@ def run_reproduce(
             f"{' (stored)' if got.reused else ''} in {got.seconds:.0f} s;"
             f" elapsed {el:.0f} s, ETA {eta:.0f} s"
         )
-    result = ReproduceResult(mode, stages, root)
+    result = ReproduceResult(mode, stages, root, origin, round(time.perf_counter() - t0, 1))
     summary = result.to_json()
     write_json(root / SUMMARY, summary)
     atomic_write(root / "report.md", report.report_markdown(summary).encode())
