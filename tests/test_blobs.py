@@ -1,5 +1,6 @@
 """Context blobs: classical MDS (rep_align.embedding), the analysis numbers and the
-experiment's pipeline (rep_align.experiments.blobs)."""
+experiment's declaration (rep_align.experiments.blobs): settings, checks, the analysis,
+run and resumed through the driver, and the command."""
 
 import argparse
 import dataclasses
@@ -13,7 +14,10 @@ from scipy.stats import pearsonr
 
 from rep_align import presets
 from rep_align.embedding import classical_mds, mds_of_points, stress
+from rep_align.experiments import _driver as driver
 from rep_align.experiments import blobs
+from rep_align.experiments._protocol import spread
+from rep_align.files import split_arrays
 
 
 def _points(n=40, dims=3, ambient=None, seed=0):
@@ -242,58 +246,204 @@ def _tiny_presets(monkeypatch, epochs=10):
     monkeypatch.setattr(blobs, "BLOB_PRESETS", tiny)
 
 
-def test_run_blobs_end_to_end_and_resume(tmp_path, monkeypatch):
-    _tiny_presets(monkeypatch)
-    kw = dict(seeds=1, regimes=["high_init"], activations=["leaky_relu"], out=tmp_path)
-    res = blobs.run_blobs(**kw)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary == json.loads(json.dumps(res.to_json()))
-    entry = summary["regimes"]["leaky_relu"]["high_init"]
-    assert entry["epochs"] == list(range(0, 11))
-    assert len(entry["over_training"]["r_input"][0]) == 11
-    seed = entry["seeds"][0]
-    for name in blobs.METRICS:
-        assert np.isfinite(seed[name]) and np.isfinite(seed[f"{name}_init"])
-    assert seed["loss_final"] < seed["loss_init"]
-    assert summary["input"]["ratio"] > 5
-    assert "high_init" in summary["acceptance"]["leaky_relu"]
-    for name in ("blobs_mds_leaky_relu.png", "blobs_metrics.png", "blobs_mds.npz"):
-        assert (tmp_path / name).stat().st_size > 0
-    with np.load(tmp_path / "blobs_mds.npz") as f:
-        assert f["leaky_relu__high_init__coords"].shape == (1800, 3)
-    # a second call trains nothing and gives the same numbers
-    cached = sorted((tmp_path / "sweeps" / "blobs").glob("*.npz"))
-    mtimes = [p.stat().st_mtime_ns for p in cached]
-    again = blobs.run_blobs(**kw)
-    assert [p.stat().st_mtime_ns for p in cached] == mtimes
-    assert (
-        again.regimes["leaky_relu"]["high_init"].seeds
-        == res.regimes["leaky_relu"]["high_init"].seeds
+# ----------------------------------------------------------------------------- settings
+
+
+def test_settings_are_the_former_reproduce_stage_s():
+    quick, full = blobs.settings(True), blobs.settings(False)
+    assert (quick.seeds, quick.activations, quick.regimes) == (2, ("leaky_relu",), blobs.REGIMES)
+    assert quick.epochs == {"high_init": 150, "low_init": 600, "vlow_init": 2000}
+    assert (full.seeds, full.activations, full.regimes) == (
+        3,
+        ("leaky_relu", "tanh"),
+        blobs.REGIMES,
+    )
+    assert full.epochs == {n: p.epochs for n, p in presets.BLOB_PRESETS.items()}
+    for s in (quick, full):
+        assert (s.first_seed, s.float64, s.settled_tol) == (0, False, 0.02)
+    assert blobs.EXPERIMENT.settings is blobs.settings
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(seeds=0), "seeds"),
+        (dict(first_seed=-1), "first_seed"),
+        (dict(regimes=("medium",)), "regimes"),
+        (dict(regimes=()), "regimes must not be empty"),
+        (dict(activations=("relu",)), "activations"),
+        (dict(epochs={"high_init": 150}), "every regime"),
+        (dict(epochs={"high_init": 15, "low_init": 600, "vlow_init": 2000}), "multiple of 10"),
+        (dict(float64=1), "float64"),
+        (dict(settled_tol=0.0), "settled_tol"),
+    ],
+)
+def test_settings_reject_bad_values(change, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        driver.run(blobs.EXPERIMENT, tmp_path, quick=True, changes=change)
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def _regime(r_input, comparable=True):
+    s = spread([r_input, r_input])
+    return blobs.BlobRegime(
+        config={},
+        seeds=(),
+        final={"r_input": s, "ratio": spread([2.0])},
+        init={"ratio": spread([8.0])},
+        epochs=(),
+        curves={},
+        mds={},
+        settled=comparable,
+        comparable_with_full=comparable,
+        coords={},
     )
 
 
-def test_run_blobs_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="seeds"):
-        blobs.run_blobs(seeds=0)
-    with pytest.raises(ValueError, match="regimes"):
-        blobs.run_blobs(regimes=["medium"])
-    with pytest.raises(ValueError, match="activations"):
-        blobs.run_blobs(activations=["relu"])
+def _result(high, low, vlow, tanh=0.99):
+    regimes = {"high_init": _regime(high), "low_init": _regime(low), "vlow_init": _regime(vlow)}
+    return blobs.BlobsResult(
+        input={},
+        regimes={"leaky_relu": regimes, "tanh": {"low_init": _regime(tanh, comparable=False)}},
+        labels={},
+    )
+
+
+def _verdicts(result):
+    heads = blobs.EXPERIMENT.verdicts(result, blobs.settings(False))
+    return {h.name: h for h in heads}
+
+
+def test_checks_hold_and_can_fail():
+    r = "r(hidden, input distances)"
+    good = _verdicts(_result(0.96, 0.4, 0.1))
+    for regime, bound in (("high_init", "≥ 0.95"), ("low_init", "< 0.5"), ("vlow_init", "< 0.5")):
+        h = good[f"leaky_relu {regime}: {r}"]
+        assert h.agrees is True and h.criterion == bound and "issue 13" in h.source
+        assert h.n == 2 and h.spread == 0.0
+    ratio = good["leaky_relu high_init: between/within-context distance ratio"]
+    assert ratio.agrees is None and ratio.note == "at initialisation 8" and ratio.value == 2.0
+    # tanh is reported, not checked; its regime was not comparable with the full size
+    t = good[f"tanh low_init: {r}"]
+    assert t.agrees is None and t.criterion == "" and t.comparable is False
+    bad = _verdicts(_result(0.94, 0.5, 0.6))
+    assert [bad[f"leaky_relu {g}: {r}"].agrees for g in blobs.REGIMES] == [False] * 3
+    nan = _verdicts(_result(float("nan"), 0.1, 0.1))
+    assert nan[f"leaky_relu high_init: {r}"].agrees is False
+    # the thresholds live in CHECKS only
+    assert [(c.op, c.bound) for c in blobs.CHECKS] == [(">=", 0.95), ("<", 0.5), ("<", 0.5)]
+
+
+# ----------------------------------------------------------------------------- end to end
+
+_TINY = dict(seeds=1, regimes=("high_init",), epochs={n: 10 for n in blobs.REGIMES})
+
+
+def test_blobs_end_to_end_and_resume(tmp_path, monkeypatch):
+    _tiny_presets(monkeypatch)
+    store = tmp_path / "store"
+    got = driver.run(blobs.EXPERIMENT, tmp_path / "a", quick=True, changes=_TINY, store=store)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["settings"]["epochs"]["high_init"] == 10
+    res, arrays = split_arrays(got.result)
+    assert summary["result"] == json.loads(json.dumps(res))
+    assert list(summary["result"]["regimes"]) == ["leaky_relu"]
+    entry = summary["result"]["regimes"]["leaky_relu"]["high_init"]
+    assert entry["epochs"] == list(range(0, 11))
+    assert len(entry["curves"]["r_input"][0]) == 11
+    # trained for the (tiny) preset's epochs: comparable whether or not r settled
+    assert entry["comparable_with_full"] is True and entry["config"]["preset_epochs"] == 10
+    seed = entry["seeds"][0]
+    for name in blobs.METRICS:
+        assert np.isfinite(seed["final"][name]) and np.isfinite(seed["init"][name])
+    assert seed["final"]["loss"] < seed["init"]["loss"]
+    assert summary["result"]["input"]["ratio"] > 5
+    (h,) = [h for h in got.headlines if h.name.startswith("leaky_relu high_init: r(")]
+    assert h.criterion and h.agrees is not None and h.n == 1
+    for name in ("blobs_mds_leaky_relu.png", "blobs_metrics.png", "arrays.npz"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    with np.load(tmp_path / "a" / "arrays.npz") as f:
+        assert f["regimes.leaky_relu.high_init.coords.final"].shape == (1800, 3)
+        assert f["labels.context"].shape == (1800,)
+    # killed after training: the summary is gone, the store is not; nothing is retrained
+    stored = sorted(store.rglob("*.npz"))
+    mtimes = [p.stat().st_mtime_ns for p in stored]
+    (tmp_path / "a" / "summary.json").unlink()
+    again = driver.run(blobs.EXPERIMENT, tmp_path / "a", quick=True, changes=_TINY, store=store)
+    assert again.summary["runs_trained"] == 0 and not again.reused
+    assert [p.stat().st_mtime_ns for p in stored] == mtimes
+    assert again.result.regimes["leaky_relu"]["high_init"].seeds == (
+        got.result.regimes["leaky_relu"]["high_init"].seeds
+    )
+    assert again.summary["result"] == summary["result"]
+
+
+def test_a_shortened_regime_is_comparable_only_if_settled():
+    preset = presets.BLOB_PRESETS["high_init"]
+    runs = blobs.blob_runs(preset, [0, 1], epochs=20)
+    x, _, _, _, _ = blobs._blob_data()
+    rng = np.random.default_rng(0)
+    steady = np.repeat(np.pad(x, ((0, 0), (0, 73)))[None], 11, axis=0)
+    # the input geometry, then more and more of a fixed random one: r_input keeps falling
+    moving = steady + 0.1 * rng.normal(size=steady.shape[1:]) * np.linspace(0, 1, 11)[:, None, None]
+
+    def rec(hidden):
+        return dict(
+            hidden=hidden.astype(np.float32),
+            loss=np.linspace(1, 0.1, 11),
+            diverged=np.asarray(False),
+            epochs=np.arange(0, 21, 2),
+        )
+
+    still = blobs.analyse_regime(preset, runs, [rec(steady), rec(steady)])
+    assert still.settled and still.comparable_with_full
+    moved = blobs.analyse_regime(preset, runs, [rec(steady), rec(moving)])
+    assert not moved.settled and not moved.comparable_with_full
+    assert [s.settled for s in moved.seeds] == [True, False]
+    assert moved.final["r_input"].n == 2 and moved.mds["seed"] == 0
+    full = blobs.blob_runs(preset, [0, 1])  # the preset's epochs: comparable anyway
+    assert blobs.analyse_regime(preset, full, [rec(steady), rec(moving)]).comparable_with_full
 
 
 @pytest.mark.slow
 def test_cli_blobs_quick(tmp_path, monkeypatch):
     from rep_align.cli import blobs as cli
 
-    _tiny_presets(monkeypatch, epochs=20)
-    monkeypatch.setattr(blobs, "QUICK_EPOCHS", {n: 20 for n in blobs.REGIMES})
+    tiny = lambda quick: dataclasses.replace(  # noqa: E731
+        blobs.settings(quick), epochs={n: 20 for n in blobs.REGIMES}
+    )
+    monkeypatch.setattr(blobs, "EXPERIMENT", dataclasses.replace(blobs.EXPERIMENT, settings=tiny))
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     assert cli.run(p.parse_args(["--quick", "--seeds", "2", "--out", str(tmp_path)])) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary["regimes"]) == ["leaky_relu"]
-    assert list(summary["regimes"]["leaky_relu"]) == list(blobs.REGIMES)
-    assert summary["settings"]["seeds"] == [0, 1]
+    assert summary["mode"] == "quick"
+    assert summary["settings"]["activations"] == ["leaky_relu"]
+    assert summary["settings"]["seeds"] == 2 and summary["settings"]["first_seed"] == 0
     assert summary["settings"]["epochs"] == {n: 20 for n in blobs.REGIMES}
-    for entry in summary["regimes"]["leaky_relu"].values():
+    result = summary["result"]
+    assert list(result["regimes"]) == ["leaky_relu"]
+    assert list(result["regimes"]["leaky_relu"]) == list(blobs.REGIMES)
+    for entry in result["regimes"]["leaky_relu"].values():
+        assert [s["seed"] for s in entry["seeds"]] == [0, 1]
         assert entry["comparable_with_full"] == entry["settled"]
+
+
+def test_cli_options_are_changes():
+    from rep_align.cli import blobs as cli
+
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    assert cli.changes(p.parse_args([])) == {}
+    args = p.parse_args(
+        "--regime low_init --activation both --seeds 4 --first-seed 2 --float64".split()
+    )
+    assert cli.changes(args) == dict(
+        regimes=("low_init",),
+        activations=("leaky_relu", "tanh"),
+        seeds=4,
+        first_seed=2,
+        float64=True,
+    )

@@ -285,65 +285,7 @@ def _xor_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
 
 
 # --------------------------------------------------------------------------------------
-# stages: context blobs and MNIST
-
-
-def _blobs_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(
-            seeds=2,
-            activations=["leaky_relu"],
-            size="paper",
-            epochs="150 / 600 / 2000 (each regime settled: checked against full)",
-        )
-    return dict(seeds=3, activations=["leaky_relu", "tanh"], size="paper", epochs="paper")
-
-
-def _blobs_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.blobs import run_blobs
-
-    s = _blobs_settings(quick)
-    return run_blobs(
-        seeds=s["seeds"], activations=s["activations"], quick=quick, out=str(out)
-    ).to_json()
-
-
-_BLOB_CHECKS = {"high_init": (">=", 0.95), "low_init": ("<", 0.5), "vlow_init": ("<", 0.5)}
-
-
-def _blobs_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    heads = []
-    for act, regimes in result["regimes"].items():
-        for regime, (op, bound) in _BLOB_CHECKS.items():
-            reg = regimes.get(regime)
-            if reg is None:
-                continue
-            n = len(reg["seeds"])
-            comparable = bool(reg.get("comparable_with_full", True))
-            # The paper's claim is about the published runs (leaky ReLU); tanh is reported.
-            check = act == "leaky_relu"
-            heads.append(
-                Headline(
-                    f"{act} {regime}: r(hidden, input distances)",
-                    reg["mean"]["r_input"],
-                    reg["std"]["r_input"],
-                    n,
-                    f"{op} {bound}" if check else "",
-                    _check(reg["mean"]["r_input"], op, bound) if check else None,
-                    comparable,
-                )
-            )
-            heads.append(
-                Headline(
-                    f"{act} {regime}: between/within-context distance ratio",
-                    reg["mean"]["ratio"],
-                    reg["std"]["ratio"],
-                    n,
-                    comparable=comparable,
-                    note=f"at initialisation {reg['mean']['ratio_init']:.3g}",
-                )
-            )
-    return heads
+# stage: MNIST
 
 
 def _mnist_settings(quick: bool) -> dict[str, Any]:
@@ -690,20 +632,6 @@ register_stage(
     )
 )
 
-register_stage(
-    Stage(
-        name="blobs",
-        title="Context blobs",
-        claim=(
-            "At high initial gain (lazy) the hidden layer keeps the input geometry and the two "
-            "contexts stay apart; at low gains (rich) it is organised by the task and the "
-            "contexts are no longer separated by the input's context units."
-        ),
-        run=_blobs_run,
-        headlines=_blobs_headlines,
-        settings=_blobs_settings,
-    )
-)
 register_stage(
     Stage(
         name="mnist",

@@ -2,13 +2,12 @@
 "Context blobs"): does the hidden layer keep the input geometry (lazy, high init) or
 reorganise it by the task (rich, low init)?
 
-A sweep plus an analysis. For each regime of ``presets.BLOB_PRESETS`` (high, low and very
-low init) and each activation (leaky ReLU, as the published runs; tanh, as the settings
-file states), the seeds are ``experiments.points.PointsRun``s of task "blobs" (4 × 100 MLP,
-SGD at the row's learning rate on 0.5·mse, batch 64), recorded at layer 2 for all 1,800
-points at initialisation, at the end and at four times in between, cached under
-``out/sweeps/blobs`` and resumed from there. The analysis, per regime and seed, at every
-record:
+For each regime of ``presets.BLOB_PRESETS`` (high, low and very low init) and each
+activation (leaky ReLU, as the published runs; tanh, as the settings file states), the
+seeds are many-point runs of task "blobs" (``blob_runs``: 4 × 100 MLP, SGD at the row's
+learning rate on 0.5·mse, batch 64) recording layer 2 for all 1,800 points at
+initialisation and every tenth of the run, trained (or found stored) by the driver. The
+analysis, per regime and seed, at every record (``blob_metrics``):
 
 - ``r_input``: Pearson correlation between the hidden and the input Euclidean distances
   over all pairs i < j of the 1,800 points (``distance_correlation``); ``r_target`` the
@@ -25,20 +24,17 @@ input's own ratios as the reference (the context units make them large). For the
 the final layer-2 representation of the first seed of each regime is embedded in 3-D by
 classical MDS (``embedding.mds_of_points``) and coloured by context, μx and μy.
 
-The paper's visual claim, as numbers (issue 13's acceptance, leaky ReLU, mean over ≥ 2
-seeds): at high init r_input ≥ 0.95 (the input geometry is kept; the contexts stay apart,
-ratio far above 1); at low and very low init r_input < 0.5 (ratio near 1).
+The paper's visual claim, as numbers (``CHECKS``; leaky ReLU, mean over seeds): at high
+init r_input ≥ 0.95 (the input geometry is kept; the contexts stay apart, ratio far above
+1); at low and very low init r_input < 0.5 (ratio near 1). Quick settings shorten the runs
+where full-size runs settle early; such a regime counts as comparable with the full size
+only where r_input has settled (``BlobRegime.comparable_with_full``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
-import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import jax
@@ -48,28 +44,32 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from rep_align import checks, data
 from rep_align.embedding import mds_of_points
-from rep_align.experiments.common import Status, nanstats, store_root
-from rep_align.experiments.points import PointsRun, train_points, write_settings
-from rep_align.files import write_json
+from rep_align.experiments._protocol import Check, Experiment, Headline, Spread, spread
+from rep_align.experiments.points import PointsRun
+from rep_align.files import npz_field, split_arrays
 from rep_align.observables import squared_distances
 from rep_align.presets import BLOB_PRESETS, BlobPreset
 
 __all__ = [
     "ACTIVATIONS",
+    "CHECKS",
+    "EXPERIMENT",
     "METRICS",
-    "QUICK_EPOCHS",
-    "SETTLED_TOL",
     "RECORDS",
     "REGIMES",
-    "BlobRegimeResult",
+    "BlobRegime",
+    "BlobSeed",
     "BlobsResult",
+    "BlobsSettings",
+    "analyse",
     "analyse_regime",
     "blob_metrics",
     "blob_runs",
     "context_ratio",
     "distance_correlation",
+    "headlines",
     "paired_ratio",
-    "run_blobs",
+    "settings",
 ]
 
 REGIMES = tuple(BLOB_PRESETS)
@@ -81,22 +81,66 @@ RECORDS = 10
 #: The per-record numbers of the analysis (module docstring).
 METRICS = ("r_input", "r_target", "ratio", "paired_ratio")
 
-#: ``--quick``'s epochs per regime (network, data, learning rate and batches unchanged).
-#: Chosen from full-size leaky-ReLU runs (seed 0, records every tenth of the run): r_input
-#: and the ratio reach their final values by 10 % of the run at high init (75 of 750
-#: epochs), by 30 % at low init (the drop from 0.90 to 0.13 happens between epochs 300 and
-#: 450 of 1,500), but only after 65-70 % at very low init (the loss sits on its plateau
-#: until epoch ~1,300 of 2,000, then r falls from 0.88 to 0.04), so very low init keeps all
-#: of its epochs. Whether a run's r has settled is checked, not assumed (``SETTLED_TOL``).
-QUICK_EPOCHS = MappingProxyType({"high_init": 150, "low_init": 600, "vlow_init": 2000})
 
-#: A run's r_input counts as settled when it changes by less than this over the last
-#: fifth of the run (its last three records).
-SETTLED_TOL = 0.02
+@dataclasses.dataclass(frozen=True)
+class BlobsSettings:
+    """Everything the experiment runs (``settings``).
 
-#: Issue 13's acceptance thresholds on the mean r_input (leaky ReLU).
-HIGH_R_MIN = 0.95
-LOW_R_MAX = 0.5
+    Attributes:
+        seeds: seeds per regime and activation (≥ 1), from ``first_seed`` on.
+        activations: some of ``ACTIVATIONS``.
+        epochs: training epochs of every regime of ``REGIMES`` (positive multiples of
+            ``RECORDS``); network, data, learning rate and batches are the preset's.
+        regimes: the regimes run, some of ``REGIMES`` (default all).
+        first_seed: the first seed (≥ 0).
+        float64: train in float64.
+        settled_tol: a run's r_input has settled when it changes by less than this over
+            its last three records (the last fifth of the run).
+    """
+
+    seeds: int
+    activations: tuple[str, ...]
+    epochs: Mapping[str, int]
+    regimes: tuple[str, ...] = REGIMES
+    first_seed: int = 0
+    float64: bool = False
+    settled_tol: float = 0.02
+
+    def __post_init__(self) -> None:
+        checks.integer("seeds", self.seeds, minimum=1)
+        checks.integer("first_seed", self.first_seed, minimum=0)
+        checks.boolean("float64", self.float64)
+        checks.real("settled_tol", self.settled_tol, positive=True)
+        for name, allowed in (("activations", ACTIVATIONS), ("regimes", REGIMES)):
+            chosen = tuple(checks.choice(name, v, allowed) for v in getattr(self, name))
+            if not chosen:
+                raise ValueError(f"{name} must not be empty")
+            object.__setattr__(self, name, chosen)
+        if sorted(self.epochs) != sorted(REGIMES):
+            raise ValueError(f"epochs must give every regime of {REGIMES}, got {self.epochs!r}")
+        for name, e in self.epochs.items():
+            if checks.integer(f"epochs[{name!r}]", e, minimum=1) % RECORDS:
+                raise ValueError(f"epochs[{name!r}] must be a multiple of {RECORDS}, got {e}")
+
+
+def settings(quick: bool) -> BlobsSettings:
+    """The settings of each mode (module docstring).
+
+    Full: the reference's runs (every regime's epochs, 3 seeds), with both activations.
+    Quick: 2 seeds, leaky ReLU only, and fewer epochs where full-size runs settle early.
+    The quick epochs were chosen from full-size leaky-ReLU runs (seed 0, records every
+    tenth of the run): r_input and the ratio reach their final values by 10 % of the run at
+    high init (75 of 750 epochs) and by 30 % at low init (the drop from 0.90 to 0.13
+    happens between epochs 300 and 450 of 1,500), but only after 65-70 % at very low init
+    (the loss sits on its plateau until epoch ~1,300 of 2,000, then r falls from 0.88 to
+    0.04), so very low init keeps all of its epochs. Whether r has settled is checked, not
+    assumed (``settled_tol``, ``BlobRegime.comparable_with_full``).
+    """
+    if quick:
+        epochs = {"high_init": 150, "low_init": 600, "vlow_init": 2000}
+        return BlobsSettings(seeds=2, activations=("leaky_relu",), epochs=epochs)
+    epochs = {name: p.epochs for name, p in BLOB_PRESETS.items()}
+    return BlobsSettings(seeds=3, activations=ACTIVATIONS, epochs=epochs)
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -312,10 +356,6 @@ def blob_metrics(
 # ----------------------------------------------------------------------------- runs
 
 
-def _epochs(preset: BlobPreset, quick: bool) -> int:
-    return QUICK_EPOCHS.get(preset.name, preset.epochs) if quick else preset.epochs
-
-
 def blob_runs(
     preset: BlobPreset,
     seeds: Sequence[int],
@@ -324,7 +364,8 @@ def blob_runs(
     epochs: int | None = None,
     float64: bool = False,
 ) -> list[PointsRun]:
-    """The ``PointsRun``s of one regime over ``seeds``.
+    """The runs of one regime over ``seeds``: all 1,800 points recorded at layer 2 every
+    epochs/10 epochs, one run per seed.
 
     Arguments:
         preset: a row of ``BLOB_PRESETS``.
@@ -332,9 +373,6 @@ def blob_runs(
         activation: "leaky_relu" or "tanh"; default the preset's (leaky ReLU).
         epochs: training epochs, a multiple of ``RECORDS``; default the preset's.
         float64: train in float64.
-
-    Returns:
-        One run per seed: all 1,800 points recorded at layer 2 every epochs/10 epochs.
 
     Raises:
         ValueError: for an unknown activation or epochs that are not a positive multiple
@@ -369,58 +407,60 @@ def blob_runs(
 
 # ----------------------------------------------------------------------------- analysis
 
+#: The numbers of each seed: ``METRICS`` and the loss.
+_KEYS = (*METRICS, "loss")
+
 
 @dataclasses.dataclass(frozen=True)
-class BlobRegimeResult:
+class BlobSeed:
+    """One run's numbers.
+
+    Attributes:
+        seed: its PRNG seed.
+        final, init: every ``METRICS`` name and "loss" at the last record and at
+            initialisation (record 0).
+        diverged: training diverged (the run is left out of the regime's spreads).
+        settled: r_input changed by less than ``settled_tol`` over the last three records.
+    """
+
+    seed: int
+    final: Mapping[str, float]
+    init: Mapping[str, float]
+    diverged: bool
+    settled: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class BlobRegime:
     """One regime and activation over seeds.
 
     Attributes:
-        regime, activation: e.g. "high_init", "leaky_relu".
-        config: the preset as run (gain, lr, epochs, width, depth, layer, batch_size,
-            optimizer, loss, precision, record_every).
-        seeds: per-seed entries: seed, every ``METRICS`` name at the end and with suffix
-            ``_init`` at initialisation, ``loss_init``, ``loss_final``, ``diverged``.
-        mean, std: over the seeds that did not diverge, per numeric key.
+        config: the runs' settings (``PointsRun.canonical`` but the seed) and the preset's
+            epochs (``preset_epochs``).
+        seeds: per seed, a ``BlobSeed``.
+        final, init: per key of ``BlobSeed.final``, its ``Spread`` over the seeds that did
+            not diverge.
         epochs: (T,) epochs of the records.
-        over_training: per ``METRICS`` name and "loss", a (seeds, T) list of the values
-            at each record.
-        mds: the 3-D classical MDS of the first seed's final representation: ``seed``,
-            ``explained`` (fraction of the variance in 3 axes), ``eigenvalues``; the
-            coordinates are in ``arrays``.
-        settled: r_input settled in every seed (``SETTLED_TOL``).
-        comparable_with_full: True for full-size runs; for quick ones, ``settled``.
-        arrays: ``coords`` (n, 3) of that embedding and ``coords_init`` of the same seed's
-            initial representation. Not part of ``to_json``.
+        curves: per ``METRICS`` name and "loss", the (seeds, T) values at every record.
+        mds: the 3-D classical MDS of the first seed's representation: ``seed``,
+            ``explained_final`` and ``explained_init`` (fraction of the variance in 3 axes
+            at the end and at initialisation), ``eigenvalues`` (at the end).
+        settled: r_input settled in every seed.
+        comparable_with_full: trained for the preset's epochs, or shorter and settled (so
+            the numbers stand for the full-size run's).
+        coords: (n, 3) coordinates of that embedding, ``final`` and ``init`` (arrays.npz).
     """
 
-    regime: str
-    activation: str
     config: Mapping[str, Any]
-    seeds: tuple[Mapping[str, Any], ...]
-    mean: Mapping[str, float]
-    std: Mapping[str, float]
+    seeds: tuple[BlobSeed, ...]
+    final: Mapping[str, Spread]
+    init: Mapping[str, Spread]
     epochs: tuple[int, ...]
-    over_training: Mapping[str, list]
+    curves: Mapping[str, np.ndarray]
     mds: Mapping[str, Any]
     settled: bool
     comparable_with_full: bool
-    arrays: Mapping[str, np.ndarray] = dataclasses.field(repr=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """This regime's entry of ``summary.json``."""
-        return dict(
-            regime=self.regime,
-            activation=self.activation,
-            config=dict(self.config),
-            seeds=[dict(s) for s in self.seeds],
-            mean=dict(self.mean),
-            std=dict(self.std),
-            epochs=list(self.epochs),
-            over_training={k: v for k, v in self.over_training.items()},
-            mds=dict(self.mds),
-            settled=self.settled,
-            comparable_with_full=self.comparable_with_full,
-        )
+    coords: Mapping[str, np.ndarray] = npz_field()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,34 +468,16 @@ class BlobsResult:
     """The context-blobs experiment.
 
     Attributes:
-        settings: how it ran (quick, seeds, activations, precision, definitions).
-        input: the input's own ``ratio``, ``paired_ratio`` and ``r_target``, the
-            reference for the hidden ones.
-        regimes: activation → regime → ``BlobRegimeResult``.
-        acceptance: issue 13's checks on the mean r_input, per activation.
-        timings: measured wall-clock seconds (train, analysis per activation) and the
-            number of runs trained by this call (``runs_trained_<activation>``; 0 when every
-            run came from the cache, and the train time is then only reading it).
+        input: the input's own ``ratio``, ``paired_ratio`` and ``r_target``, the reference
+            for the hidden ones.
+        regimes: activation → regime → ``BlobRegime``.
+        labels: (n,) ``context``, ``mu_x`` and ``mu_y`` of the points, the figures' colours
+            (arrays.npz).
     """
 
-    settings: Mapping[str, Any]
     input: Mapping[str, float]
-    regimes: Mapping[str, Mapping[str, BlobRegimeResult]]
-    acceptance: Mapping[str, Any]
-    timings: Mapping[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        """The content of ``summary.json``."""
-        return dict(
-            settings=dict(self.settings),
-            input=dict(self.input),
-            regimes={
-                act: {name: r.to_json() for name, r in res.items()}
-                for act, res in self.regimes.items()
-            },
-            acceptance=dict(self.acceptance),
-            timings=dict(self.timings),
-        )
+    regimes: Mapping[str, Mapping[str, BlobRegime]]
+    labels: Mapping[str, np.ndarray] = npz_field()
 
 
 def _blob_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -475,87 +497,54 @@ def analyse_regime(
     runs: Sequence[PointsRun],
     records: Sequence[Mapping[str, np.ndarray]],
     *,
-    quick: bool = False,
-) -> BlobRegimeResult:
-    """Summarise the stored runs of one regime (the analysis half of the experiment).
+    settled_tol: float = 0.02,
+) -> BlobRegime:
+    """Summarise the stored runs of one regime.
 
     Arguments:
         preset: the regime's preset.
         runs: its runs (``blob_runs``), one per seed, all with the same activation and
             epochs.
-        records: their stored ``Snapshots`` arrays (``train_points``), in the same order.
-        quick: whether they are quick runs (sets ``comparable_with_full``).
-
-    Returns:
-        A ``BlobRegimeResult``.
+        records: their stored records (``Runs.points``), in the same order.
+        settled_tol: as ``BlobsSettings.settled_tol``.
     """
     x, y, context, _, pairs = _blob_data()
-    first = runs[0]
-    rows, curves = [], {k: [] for k in (*METRICS, "loss")}
+    rows, curves = [], []
     for run, rec in zip(runs, records, strict=True):
-        hidden = np.asarray(rec["hidden"])
-        m = blob_metrics(hidden, x, y, context, pairs)
-        loss = np.asarray(rec["loss"], np.float64)
-        row: dict[str, Any] = {"seed": run.seed}
-        for j, name in enumerate(METRICS):
-            row[name] = float(m[-1, j])
-            row[f"{name}_init"] = float(m[0, j])
-            curves[name].append([float(v) for v in m[:, j]])
-        row["loss_init"], row["loss_final"] = float(loss[0]), float(loss[-1])
-        row["diverged"] = bool(np.asarray(rec["diverged"]))
+        m = blob_metrics(np.asarray(rec["hidden"]), x, y, context, pairs)
+        table = np.column_stack([m, np.asarray(rec["loss"], np.float64)])
+        diverged = bool(np.asarray(rec["diverged"]))
         tail = m[-3:, 0]
-        row["r_input_settled"] = bool(
-            not row["diverged"] and np.all(np.isfinite(tail)) and np.ptp(tail) < SETTLED_TOL
-        )
-        curves["loss"].append([float(v) for v in loss])
-        rows.append(row)
-    numeric = [k for k in rows[0] if k not in ("seed", "diverged", "r_input_settled")]
-    ok = [r for r in rows if not r["diverged"]]
-    mean = {k: nanstats([r[k] for r in ok])[0] for k in numeric}
-    std = {k: nanstats([r[k] for r in ok])[1] for k in numeric}
-    hid0 = np.asarray(records[0]["hidden"])
-    arrays: dict[str, np.ndarray] = {}
-    mds: dict[str, Any] = {"seed": first.seed}
-    for tag, t in (("coords_init", 0), ("coords", -1)):
-        if np.all(np.isfinite(hid0[t])):
-            emb = mds_of_points(jnp.asarray(hid0[t], jnp.float32))
-            arrays[tag] = np.asarray(emb.coords, np.float64)
-            key = "explained" if t == -1 else "explained_init"
-            mds[key] = float(emb.explained)
-            if t == -1:
-                mds["eigenvalues"] = [float(v) for v in np.asarray(emb.eigenvalues)]
-        else:
-            arrays[tag] = np.full((hid0.shape[1], 3), np.nan)
-            mds["explained" if t == -1 else "explained_init"] = float("nan")
-    config = dict(
-        name=preset.name,
-        gain=preset.gain,
-        lr=preset.lr,
-        epochs=first.epochs,
-        preset_epochs=preset.epochs,
-        width=first.width,
-        depth=first.depth,
-        layer=first.layer,
-        batch_size=first.batch_size,
-        optimizer=first.optimizer,
-        loss="0.5*mse",
-        activation=first.activation,
-        record_every=first.record_every,
-        precision=first.dtype,
-    )
-    return BlobRegimeResult(
-        regime=preset.name,
-        activation=first.activation,
-        config=config,
+        settled = not diverged and np.all(np.isfinite(tail)) and np.ptp(tail) < settled_tol
+        at = {t: {k: float(v) for k, v in zip(_KEYS, table[t], strict=True)} for t in (0, -1)}
+        rows.append(BlobSeed(run.seed, at[-1], at[0], diverged, bool(settled)))
+        curves.append(table)
+    ok = [r for r in rows if not r.diverged]
+    hidden = np.asarray(records[0]["hidden"])
+    coords: dict[str, np.ndarray] = {}
+    mds: dict[str, Any] = {"seed": runs[0].seed}
+    for tag, t in (("init", 0), ("final", -1)):
+        coords[tag] = np.full((hidden.shape[1], 3), np.nan)
+        mds[f"explained_{tag}"] = float("nan")
+        if np.all(np.isfinite(hidden[t])):
+            emb = mds_of_points(jnp.asarray(hidden[t], jnp.float32))
+            coords[tag] = np.asarray(emb.coords, np.float64)
+            mds[f"explained_{tag}"] = float(emb.explained)
+            if tag == "final":
+                mds["eigenvalues"] = np.asarray(emb.eigenvalues, np.float64)
+    settled = all(r.settled for r in rows)
+    return BlobRegime(
+        config={k: v for k, v in runs[0].canonical().items() if k != "seed"}
+        | {"preset_epochs": preset.epochs},
         seeds=tuple(rows),
-        mean=mean,
-        std=std,
+        final={k: spread([r.final[k] for r in ok]) for k in _KEYS},
+        init={k: spread([r.init[k] for r in ok]) for k in _KEYS},
         epochs=tuple(int(e) for e in np.asarray(records[0]["epochs"])),
-        over_training=curves,
+        curves={k: np.stack([c[:, j] for c in curves]) for j, k in enumerate(_KEYS)},
         mds=mds,
-        settled=all(r["r_input_settled"] for r in rows),
-        comparable_with_full=(not quick) or all(r["r_input_settled"] for r in rows),
-        arrays=arrays,
+        settled=settled,
+        comparable_with_full=runs[0].epochs >= preset.epochs or settled,
+        coords=coords,
     )
 
 
@@ -569,175 +558,97 @@ def _input_reference() -> dict[str, float]:
     return {name: float(v) for name, v in zip(METRICS, m, strict=True) if name != "r_input"}
 
 
-def _acceptance(regimes: Mapping[str, BlobRegimeResult]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, res in regimes.items():
-        r = res.mean["r_input"]
-        if name == "high_init":
-            out[name] = dict(
-                mean_r_input=r, threshold=f">= {HIGH_R_MIN}", passed=bool(r >= HIGH_R_MIN)
-            )
-        else:
-            out[name] = dict(mean_r_input=r, threshold=f"< {LOW_R_MAX}", passed=bool(r < LOW_R_MAX))
+def analyse(settings: BlobsSettings, runs: Any) -> BlobsResult:
+    """Train (or read back) every regime's runs through the driver's ``runs`` and
+    analyse them (module docstring)."""
+    seeds = range(settings.first_seed, settings.first_seed + settings.seeds)
+    plan = {
+        (act, name): blob_runs(
+            BLOB_PRESETS[name],
+            seeds,
+            activation=act,
+            epochs=settings.epochs[name],
+            float64=settings.float64,
+        )
+        for act in settings.activations
+        for name in settings.regimes
+    }
+    records = iter(runs.points([r for rs in plan.values() for r in rs]))
+    regimes: dict[str, dict[str, BlobRegime]] = {}
+    for (act, name), rs in plan.items():
+        res = analyse_regime(
+            BLOB_PRESETS[name], rs, [next(records) for _ in rs], settled_tol=settings.settled_tol
+        )
+        regimes.setdefault(act, {})[name] = res
+        f, i = res.final, res.init
+        runs.say(
+            f"  blobs {act} {name}: r_input {f['r_input'].mean:.3f} (init "
+            f"{i['r_input'].mean:.3f}), ratio {f['ratio'].mean:.2f} (init {i['ratio'].mean:.2f})"
+        )
+    _, _, context, mu, _ = _blob_data()
+    labels = {"context": context, "mu_x": mu[:, 0], "mu_y": mu[:, 1]}
+    return BlobsResult(input=_input_reference(), regimes=regimes, labels=labels)
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+_R = "r(hidden, input distances)"
+_RATIO = "between/within-context distance ratio"
+_FIGURE = "the paper's context-blobs MDS figure (docs/theory.md §7), as numbers (issue 13)"
+
+#: The paper's claim is about the published runs (leaky ReLU); tanh is reported only.
+CHECKS = (
+    Check(f"leaky_relu high_init: {_R}", ">=", 0.95, source=f"{_FIGURE}: input geometry kept"),
+    Check(f"leaky_relu low_init: {_R}", "<", 0.5, source=f"{_FIGURE}: organised by the task"),
+    Check(f"leaky_relu vlow_init: {_R}", "<", 0.5, source=f"{_FIGURE}: organised by the task"),
+)
+
+
+def headlines(result: BlobsResult, settings: BlobsSettings) -> list[Headline]:
+    """Per activation and regime: the mean r_input and the mean context ratio over seeds
+    (``CHECKS`` judge the former)."""
+    out = []
+    for act, regimes in result.regimes.items():
+        for name, reg in regimes.items():
+            for label, key, note in (
+                (_R, "r_input", ""),
+                (_RATIO, "ratio", f"at initialisation {reg.init['ratio'].mean:.3g}"),
+            ):
+                s = reg.final[key]
+                out.append(
+                    Headline(
+                        f"{act} {name}: {label}",
+                        s.mean,
+                        s.std,
+                        s.n,
+                        comparable=reg.comparable_with_full,
+                        note=note,
+                    )
+                )
     return out
 
 
-def run_blobs(
-    *,
-    seeds: int = 3,
-    regimes: Sequence[str] = REGIMES,
-    activations: Sequence[str] = ACTIVATIONS,
-    quick: bool = False,
-    float64: bool = False,
-    out: str | os.PathLike | None = None,
-    first_seed: int = 0,
-) -> BlobsResult:
-    """Train (or resume) and analyse the context-blobs regimes; write the summary and
-    figures when ``out`` is given.
-
-    Full size is the reference's: every regime's epochs, width 100, 4 layers, batch 64.
-    ``quick`` keeps the network, the data and the protocol, and trains ``QUICK_EPOCHS``
-    (fewer epochs at high and low init, where the full runs' records show r settled long
-    before the end); each regime's entry says whether r_input settled in every seed
-    (``settled``), and only then are its quick numbers comparable with the full ones
-    (``comparable_with_full``). The CLI also uses fewer seeds and leaky ReLU only.
-
-    Runs are cached under ``out/sweeps/blobs/<run_id>.npz`` (``points.train_points``): a
-    second call with the same ``out`` and settings trains nothing.
-
-    Arguments:
-        seeds: seeds per regime (≥ 1); default 3.
-        regimes: names in ``BLOB_PRESETS``; default all three.
-        activations: subset of ``ACTIVATIONS``; default both.
-        quick: the quick variant (above).
-        float64: train in float64.
-        out: output directory for ``summary.json``, ``blobs_records.npz`` and the figures;
-            None writes nothing (runs are trained in a temporary directory).
-        first_seed: first seed (default 0).
-
-    Returns:
-        A ``BlobsResult``.
-
-    Raises:
-        ValueError: for seeds < 1, an unknown regime or activation.
-    """
-    seeds = checks.integer("seeds", seeds, minimum=1)
-    first_seed = checks.integer("first_seed", first_seed, minimum=0)
-    regimes = [checks.choice("regimes", r, REGIMES) for r in regimes]
-    activations = [checks.choice("activations", a, ACTIVATIONS) for a in activations]
-    if not regimes or not activations:
-        raise ValueError("regimes and activations must not be empty")
-    quick = checks.boolean("quick", quick)
-    float64 = checks.boolean("float64", float64)
-    seed_list = list(range(first_seed, first_seed + seeds))
-    plan = {
-        act: {
-            name: blob_runs(
-                BLOB_PRESETS[name],
-                seed_list,
-                activation=act,
-                epochs=_epochs(BLOB_PRESETS[name], quick),
-                float64=float64,
-            )
-            for name in regimes
-        }
-        for act in activations
-    }
-    status = Status(len(activations) * len(regimes), "blob regimes")
-    settings = dict(
-        quick=quick,
-        epochs={name: _epochs(BLOB_PRESETS[name], quick) for name in regimes},
-        comparable_with_full=(
-            "per regime: regimes.<activation>.<regime>.comparable_with_full" if quick else True
-        ),
-        settled=(
-            f"r_input changes by less than {SETTLED_TOL} over the last three records "
-            "(the last fifth of the run)"
-        ),
-        seeds=seed_list,
-        activations=list(activations),
-        regimes=list(regimes),
-        precision="float64" if float64 else "float32",
-        layer=BLOB_PRESETS[regimes[0]].layer,
-        points=1800,
-        distances="Euclidean (not squared), all 1800·1799/2 pairs i < j",
-        r_input="Pearson r between hidden and input distances over the pairs i < j",
-        r_target="Pearson r between hidden and target (|y*_i - y*_j|) distances",
-        ratio=(
-            "mean distance between points of different contexts / mean distance between "
-            "distinct points of the same context"
-        ),
-        paired_ratio=(
-            "mean distance between the two copies of one image (rows i and i+900) / the "
-            "same within-context mean"
-        ),
-        init="values with suffix _init are those of the initial network (record 0)",
-        mean_and_std_over="seeds that did not diverge",
-        mds="classical MDS (embedding.mds_of_points) of the first seed's final layer",
-    )
-    timings: dict[str, float] = {}
-    done: dict[str, dict[str, BlobRegimeResult]] = {}
-    with store_root(out) as root:
-        cache = Path(root) / "blobs"
-        all_runs = [r for act in plan.values() for rs in act.values() for r in rs]
-        for act in activations:
-            runs = [r for rs in plan[act].values() for r in rs]
-            t0 = time.perf_counter()
-            todo = _missing(cache, runs)
-            print(f"blobs ({act}): {len(runs)} runs, {todo} to train", file=sys.stderr, flush=True)
-            recs = train_points(runs, cache)
-            timings[f"train_{act}"] = time.perf_counter() - t0
-            timings[f"runs_trained_{act}"] = todo
-            write_settings(cache, all_runs)
-            t0 = time.perf_counter()
-            done[act] = {}
-            k = 0
-            for name in regimes:
-                n = len(plan[act][name])
-                res = analyse_regime(
-                    BLOB_PRESETS[name], plan[act][name], recs[k : k + n], quick=quick
-                )
-                k += n
-                done[act][name] = res
-                m = res.mean
-                status.step(
-                    f"{act} {name}: r_input {m['r_input']:.3f} (init {m['r_input_init']:.3f}),"
-                    f" ratio {m['ratio']:.2f} (init {m['ratio_init']:.2f})"
-                )
-            timings[f"analysis_{act}"] = time.perf_counter() - t0
-    result = BlobsResult(
-        settings=settings,
-        input=_input_reference(),
-        regimes=done,
-        acceptance={act: _acceptance(done[act]) for act in activations},
-        timings=timings,
-    )
-    if out is not None:
-        _write(result, Path(out))
-    return result
-
-
-def _missing(cache: Path, runs: Sequence[PointsRun]) -> int:
-    """How many of ``runs`` are not stored under ``cache`` yet."""
-    return sum(not (cache / f"{r.run_id}.npz").exists() for r in dict.fromkeys(runs))
-
-
-def _write(result: BlobsResult, out: Path) -> None:
+def figures(result: BlobsResult, settings: BlobsSettings) -> dict[str, Any]:
+    """The MDS figure of every activation and the numbers over training, drawn from the
+    result's JSON and arrays (as they are stored: ``summary.json`` and ``arrays.npz``)."""
     from rep_align.plots import blobs as blob_plots
-    from rep_align.plots import save
 
-    out.mkdir(parents=True, exist_ok=True)
-    _, _, context, mu, _ = _blob_data()
-    summary = result.to_json()
-    arrays = {"context": context, "mu_x": mu[:, 0], "mu_y": mu[:, 1]}
-    for act, res in result.regimes.items():
-        for name, r in res.items():
-            for tag, a in r.arrays.items():
-                arrays[f"{act}__{name}__{tag}"] = a
-        save(
-            blob_plots.mds_figure(summary, arrays, act),
-            out / f"blobs_mds_{act}.png",
-        )
-    save(blob_plots.metrics_figure(summary), out / "blobs_metrics.png")
-    np.savez_compressed(out / "blobs_mds.npz", **arrays)
-    write_json(out / "summary.json", summary)
+    res, arrays = split_arrays(result)
+    figs = {f"blobs_mds_{act}": blob_plots.mds_figure(res, arrays, act) for act in res["regimes"]}
+    return figs | {"blobs_metrics": blob_plots.metrics_figure(res)}
+
+
+EXPERIMENT = Experiment(
+    name="blobs",
+    title="Context blobs",
+    claim=(
+        "At high initial gain (lazy) the hidden layer keeps the input geometry and the two "
+        "contexts stay apart; at low gains (rich) it is organised by the task and the "
+        "contexts are no longer separated by the input's context units."
+    ),
+    settings=settings,
+    analyse=analyse,
+    headlines=headlines,
+    checks=CHECKS,
+    figures=figures,
+)
