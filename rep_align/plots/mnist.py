@@ -1,5 +1,7 @@
-"""Figures of the MNIST experiments (``rep_align.experiments.mnist``), drawn from its
-``summary.json`` and ``mnist_arrays.npz``."""
+"""Figures of the MNIST experiments (``rep_align.experiments.mnist``), drawn from the
+result as the driver writes it: ``result`` is ``summary.json``'s ``"result"`` (the
+``MnistResult`` as JSON) and ``arrays`` the content of ``arrays.npz`` (keys such as
+``"structure.predicted"``), so the figures can be redrawn from the files."""
 
 from __future__ import annotations
 
@@ -13,9 +15,16 @@ from rep_align.plots._panels import draw_hywl, hywl_axes, hywl_labels
 __all__ = ["pair_trajectories", "structure_heatmaps", "structure_over_training"]
 
 
-def _seeds_text(settings: Mapping) -> str:
-    seeds = settings["seeds"]
-    quick = ", quick: not comparable with full size" if settings.get("quick") else ""
+def _num(v) -> np.ndarray:
+    """A JSON number or list of numbers as floats (null, JSON's NaN, as NaN)."""
+    return np.asarray(v, float)
+
+
+def _seeds_text(result: Mapping) -> str:
+    seeds = result["seeds"]
+    quick = (
+        "" if result.get("comparable_with_full", True) else ", quick: not comparable with full size"
+    )
     return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}{quick}"
 
 
@@ -31,26 +40,28 @@ def _class_lines(ax, labels: np.ndarray) -> None:
     ax.set_yticks(mids, [str(int(labels[s])) for s in starts], fontsize="x-small")
 
 
-def structure_heatmaps(summary: Mapping, arrays: Mapping[str, np.ndarray]) -> Figure:
+def structure_heatmaps(result: Mapping, arrays: Mapping[str, np.ndarray]) -> Figure:
     """The heuristic E·A·E and the learned squared distances (seed mean), side by side.
 
     Arguments:
-        summary: the MNIST ``summary.json`` (``settings``, ``structure``).
-        arrays: ``predicted``, ``learned`` (k, k) and ``labels`` (k,) (the structure
-            arrays of ``mnist_arrays.npz``, without their ``structure_`` prefix).
+        result: the MNIST result as JSON (``seeds``, ``comparable_with_full``,
+            ``structure``).
+        arrays: ``structure.predicted``, ``structure.learned`` (k, k) and
+            ``structure.labels`` (k,).
 
     Returns:
         A ``Figure`` with two heatmaps, class blocks outlined.
     """
-    st = summary["structure"]
-    cfg, c = st["config"], st["correlations"]
-    labels = np.asarray(arrays["labels"])
+    st = result["structure"]
+    cfg = st["config"]
+    c = {k: _num(v) for k, v in st["correlations"].items()}
+    labels = np.asarray(arrays["structure.labels"])
     fig = Figure(figsize=(11, 5), layout="constrained")
     axes = fig.subplots(1, 2)
     panels = (
-        (arrays["predicted"], f"heuristic E·A·E (eq. 6.2), N = {st['heuristic']['n']}"),
+        (arrays["structure.predicted"], f"heuristic E·A·E (eq. 6.2), N = {st['heuristic']['n']}"),
         (
-            arrays["learned"],
+            arrays["structure.learned"],
             f"learned ‖Δh‖², layer {cfg['layer']}, mean of {cfg['seeds_in_mean']} seeds",
         ),
     )
@@ -62,37 +73,45 @@ def structure_heatmaps(summary: Mapping, arrays: Mapping[str, np.ndarray]) -> Fi
     fig.suptitle(
         f"MNIST structure ({cfg['source']}, {cfg['analysed']} analysed images by label; "
         f"MLP {cfg['depth']}×{cfg['width']}, {cfg['optimizer']} lr {cfg['lr']}, "
-        f"{cfg['epochs']} epochs; {_seeds_text(summary['settings'])}): Pearson r "
+        f"{cfg['epochs']} epochs; {_seeds_text(result)}): Pearson r "
         f"{c['r_all']:.3f} all pairs, {c['r_different_classes']:.3f} different classes",
         fontsize="medium",
     )
     return fig
 
 
-def structure_over_training(summary: Mapping) -> Figure:
+def structure_over_training(result: Mapping) -> Figure:
     """Pearson r (seed mean matrix and every seed), training accuracy and loss per record.
 
     Arguments:
-        summary: the MNIST ``summary.json``.
+        result: the MNIST result as JSON (``seeds``, ``comparable_with_full``,
+            ``structure``).
 
     Returns:
         A ``Figure`` with three panels sharing the epoch axis.
     """
-    st = summary["structure"]
+    st = result["structure"]
     ot = st["over_training"]
     ep = np.asarray(ot["epochs"], float)
     fig = Figure(figsize=(14, 4.2), layout="constrained")
     axes = fig.subplots(1, 3, sharex=True)
-    axes[0].plot(ep, ot["r_all"], color="k", lw=2, label="mean matrix, all pairs")
+    axes[0].plot(ep, _num(ot["r_all"]), color="k", lw=2, label="mean matrix, all pairs")
     axes[0].plot(
-        ep, ot["r_different_classes"], color="k", lw=2, ls="--", label="mean, different classes"
+        ep,
+        _num(ot["r_different_classes"]),
+        color="k",
+        lw=2,
+        ls="--",
+        label="mean, different classes",
     )
     for i, seed_row in enumerate(st["seeds"]):
         col = f"C{i % 10}"
-        axes[0].plot(ep, ot["seed_r_all"][i], color=col, lw=1, alpha=0.7)
-        axes[0].plot(ep, ot["seed_r_different_classes"][i], color=col, lw=1, ls="--", alpha=0.7)
-        axes[1].plot(ep, ot["accuracy"][i], color=col, label=f"seed {seed_row['seed']}")
-        loss = np.asarray(ot["loss"][i], float)
+        axes[0].plot(ep, _num(ot["seed_r_all"][i]), color=col, lw=1, alpha=0.7)
+        axes[0].plot(
+            ep, _num(ot["seed_r_different_classes"][i]), color=col, lw=1, ls="--", alpha=0.7
+        )
+        axes[1].plot(ep, _num(ot["accuracy"][i]), color=col, label=f"seed {seed_row['seed']}")
+        loss = _num(ot["loss"][i])
         axes[2].plot(ep, np.where(loss > 0, loss, np.nan), color=col)
     axes[0].set_ylabel("Pearson r, heuristic vs learned")
     axes[0].legend(frameon=False, fontsize="x-small")
@@ -105,30 +124,32 @@ def structure_over_training(summary: Mapping) -> Figure:
     cfg = st["config"]
     fig.suptitle(
         f"MNIST structure over training ({cfg['optimizer']} lr {cfg['lr']}, record every "
-        f"{cfg['record_every']} epochs; {_seeds_text(summary['settings'])})",
+        f"{cfg['record_every']} epochs; {_seeds_text(result)})",
         fontsize="medium",
     )
     return fig
 
 
-def pair_trajectories(summary: Mapping, arrays: Mapping[str, np.ndarray]) -> Figure:
+def pair_trajectories(result: Mapping, arrays: Mapping[str, np.ndarray]) -> Figure:
     """h, y, w of the 0/1 pair (solid) and the fitted theory (dashed), every seed.
 
     Arguments:
-        summary: the MNIST ``summary.json`` (``trajectories``).
-        arrays: ``ts`` (T,), ``z_obs`` and ``z_fit`` (R, T, 3) (the trajectory arrays of
-            ``mnist_arrays.npz``, without their ``trajectories_`` prefix).
+        result: the MNIST result as JSON (``seeds``, ``comparable_with_full``,
+            ``trajectories``).
+        arrays: ``trajectories.ts`` (T,), ``trajectories.z_obs`` and
+            ``trajectories.z_fit`` (R, T, 3).
 
     Returns:
         A 2×2 ``Figure`` (the loss panel is hidden: the pair's loss is not recorded).
     """
-    tr = summary["trajectories"]
-    cfg, m = tr["config"], tr["mean"]
-    z_obs, z_fit = np.asarray(arrays["z_obs"]), np.asarray(arrays["z_fit"])
+    tr = result["trajectories"]
+    cfg, m = tr["config"], {k: _num(v["mean"]) for k, v in tr["over_seeds"].items()}
+    z_obs = np.asarray(arrays["trajectories.z_obs"])
+    z_fit = np.asarray(arrays["trajectories.z_fit"])
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     draw_hywl(
         hywl_axes(fig),
-        np.asarray(arrays["ts"]),
+        np.asarray(arrays["trajectories.ts"]),
         (z_obs[..., 0], z_obs[..., 1], z_obs[..., 2], None),
         theory=(z_fit[..., 0], z_fit[..., 1], z_fit[..., 2], None),
         labels=hywl_labels(cfg["layer"]),
@@ -138,7 +159,7 @@ def pair_trajectories(summary: Mapping, arrays: Mapping[str, np.ndarray]) -> Fig
     fig.suptitle(
         f"MNIST pair (images {cfg['pair'][0]} and {cfg['pair'][1]}, digits "
         f"{cfg['pair_labels'][0]}/{cfg['pair_labels'][1]}), {cfg['optimizer']} lr {cfg['lr']}, "
-        f"{cfg['epochs']} epochs, {_seeds_text(summary['settings'])}: mean R² h "
+        f"{cfg['epochs']} epochs, {_seeds_text(result)}: mean R² h "
         f"{m['r2_h']:.3f}, y {m['r2_y']:.3f}, w {m['r2_w']:.3f}",
         fontsize="medium",
     )

