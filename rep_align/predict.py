@@ -26,6 +26,8 @@ import dataclasses
 import functools
 import json
 import math
+import numbers
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +230,8 @@ def predict_distances(
 
 @dataclasses.dataclass(frozen=True)
 class TwoPointRates:
-    """Effective rates read from a two-point experiment's summary.
+    """Effective rates fitted on a two-point preset: the means over its converged seeds
+    (``from_rows``, or ``rates_from_two_points`` for a ``rep-align two-points`` output).
 
     Attributes:
         eta_h, eta_y: means over the converged seeds of the fitted rates (per step).
@@ -251,6 +254,55 @@ class TwoPointRates:
         out = dataclasses.asdict(self)
         out["seeds"] = list(self.seeds)
         return out
+
+    @classmethod
+    def from_rows(
+        cls, rows: Sequence[Any], *, preset: str = "default", source: str = ""
+    ) -> TwoPointRates:
+        """The mean fitted η_h, η_y over the converged seeds with finite rates (the
+        reference study's ``etas_h["default"]``, ``etas_y["default"]``, docs/presets.md
+        "XOR"), and their ratio.
+
+        Arguments:
+            rows: per-seed fits, each a mapping (or an object) with ``seed``, ``eta_h``,
+                ``eta_y`` and ``converged`` (``experiments.two_points.analyse_preset``'s
+                seeds; a missing rate is None or NaN).
+            preset: the preset they fit.
+            source: where they come from (for the record and the error messages).
+
+        Raises:
+            ValueError: no converged seed with finite rates, or mean rates that are not
+                positive.
+        """
+
+        def get(row: Any, key: str) -> Any:
+            return row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
+
+        def finite(v: Any) -> bool:
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+        used = [
+            r
+            for r in rows
+            if get(r, "converged") and finite(get(r, "eta_h")) and finite(get(r, "eta_y"))
+        ]
+        if not used:
+            raise ValueError(f"{source}: preset {preset!r} has no converged seed with fitted rates")
+        eta_h = float(np.mean([float(get(r, "eta_h")) for r in used]))
+        eta_y = float(np.mean([float(get(r, "eta_y")) for r in used]))
+        if not (eta_h > 0 and eta_y > 0):
+            raise ValueError(
+                f"{source}: mean rates of {preset!r} are not positive ({eta_h}, {eta_y})"
+            )
+        return cls(
+            eta_h=eta_h,
+            eta_y=eta_y,
+            ratio=eta_h / eta_y,
+            seeds=tuple(int(get(r, "seed")) for r in used),
+            n_seeds=len(rows),
+            preset=preset,
+            source=source,
+        )
 
 
 def rates_from_two_points(
@@ -292,24 +344,4 @@ def rates_from_two_points(
             "paper-size preset's; rerun `rep-align two-points` without --quick"
         )
     rows = presets[preset].get("seeds", [])
-    used = []
-    for r in rows:
-        eh, ey = r.get("eta_h"), r.get("eta_y")
-        ok = isinstance(eh, int | float) and isinstance(ey, int | float)
-        if r.get("converged") and ok and math.isfinite(eh) and math.isfinite(ey):
-            used.append(r)
-    if not used:
-        raise ValueError(f"{file}: preset {preset!r} has no converged seed with fitted rates")
-    eta_h = float(np.mean([r["eta_h"] for r in used]))
-    eta_y = float(np.mean([r["eta_y"] for r in used]))
-    if not (eta_h > 0 and eta_y > 0):
-        raise ValueError(f"{file}: mean rates of {preset!r} are not positive ({eta_h}, {eta_y})")
-    return TwoPointRates(
-        eta_h=eta_h,
-        eta_y=eta_y,
-        ratio=eta_h / eta_y,
-        seeds=tuple(int(r["seed"]) for r in used),
-        n_seeds=len(rows),
-        preset=preset,
-        source=str(file),
-    )
+    return TwoPointRates.from_rows(rows, preset=preset, source=str(file))

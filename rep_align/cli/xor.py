@@ -1,26 +1,25 @@
 """``rep-align xor``: learned vs predicted distance matrices of XOR networks (rich,
-intermediate, lazy, shallow; docs/theory.md §6)."""
+intermediate, lazy, shallow; docs/theory.md §6). The settings are the experiment's
+(``experiments.xor.settings``, the same as the ``xor`` stage of ``rep-align reproduce``);
+the options change them."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import sys
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rep_align.experiments.xor import (
-        FULL_RATE_SEEDS,
-        FULL_SEEDS,
-        QUICK_RATE_SEEDS,
-        QUICK_SEEDS,
-    )
+    from rep_align.experiments.xor import settings
     from rep_align.presets import XOR_PRESETS
 
+    quick, full = settings(True), settings(False)
     p.add_argument(
         "--preset",
         nargs="+",
-        default=list(XOR_PRESETS),
+        default=None,
         choices=list(XOR_PRESETS),
         help="XOR preset(s) (docs/presets.md, XOR); default all four",
     )
@@ -28,14 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seeds",
         type=int,
         default=None,
-        help=f"XOR seeds per preset (default {FULL_SEEDS}; {QUICK_SEEDS} with --quick)",
+        help=f"XOR seeds per preset (default {full.seeds}; {quick.seeds} with --quick)",
     )
     p.add_argument(
         "--rate-seeds",
         type=int,
         default=None,
         help="seeds of the two-point default preset fitted for eta_h/eta_y "
-        f"(default {FULL_RATE_SEEDS}; {QUICK_RATE_SEEDS} with --quick)",
+        f"(default {full.rate_seeds}; {quick.rate_seeds} with --quick)",
     )
     rates = p.add_mutually_exclusive_group()
     rates.add_argument(
@@ -55,37 +54,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--float64", action="store_true", help="train in float64 (about 2x slower)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from rep_align.experiments.xor import run_xor
+def changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the options change (reads the two-points summary of ``--rates-from``).
 
-    res = run_xor(
-        quick=args.quick,
-        seeds=args.seeds,
-        out=args.out,
-        rates_from=args.rates_from,
-        eta_ratio=args.eta_ratio,
-        float64=args.float64,
-        presets=args.preset,
-        rate_seeds=args.rate_seeds,
-    )
-    print(f"eta_h/eta_y = {res.rates['ratio']:.5g} ({res.rates['source']})")
-    print(
-        f"{'preset':<13} {'r(pred)':>15} {'r(init)':>15} {'r(rich)':>15} "
-        f"{'slope(pred)':>15} {'conv':>6}"
-    )
-    for name, reg in res.regimes.items():
-        m, s = reg.mean, reg.std
-        cells = [
-            f"{m[k]:.3f} ± {s[k]:.3f}"
-            for k in ("r_predicted", "r_initial", "r_rich", "slope_predicted")
-        ]
-        print(
-            f"{name:<13} "
-            + " ".join(f"{c:>15}" for c in cells)
-            + f" {reg.n_converged:>2}/{reg.n_seeds:<3}"
-        )
-    for name, entry in res.checks.items():
-        if isinstance(entry, dict):
-            print(f"check {name}: " + ", ".join(f"{k}: {v}" for k, v in entry.items()))
-    print(f"wrote {os.path.join(args.out, 'summary.json')} and figures", file=sys.stderr)
+    Raises:
+        ValueError: an unreadable ``--rates-from`` summary (``predict.rates_from_two_points``).
+    """
+    out: dict[str, Any] = {}
+    if args.preset is not None:
+        out["presets"] = tuple(args.preset)
+    if args.seeds is not None:
+        out["seeds"] = args.seeds
+    if args.rate_seeds is not None:
+        out["rate_seeds"] = args.rate_seeds
+    if args.rates_from is not None:
+        from rep_align.predict import rates_from_two_points
+
+        out["rates"] = rates_from_two_points(args.rates_from)
+    if args.eta_ratio is not None:
+        out["eta_ratio"] = args.eta_ratio
+    if args.float64:
+        out["float64"] = True
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from rep_align import report
+    from rep_align.experiments import _driver, xor
+
+    got = _driver.run(xor.EXPERIMENT, args.out, quick=args.quick, changes=changes(args))
+    result = got.summary["result"]
+    rates = result["rates"]
+    source = rates["source"] if rates else "given"
+    print(f"eta_h/eta_y = {result['eta_ratio']:.5g} ({source})")
+    for h in got.headlines:
+        row = dataclasses.asdict(h)
+        crit = f"  [{h.criterion}]" if h.criterion else ""
+        print(f"{h.name:<48} {report.measured(row):>28}  {report.verdict(row)}{crit}")
+    print(f"wrote {got.out / _driver.SUMMARY} and figures", file=sys.stderr)
     return 0

@@ -226,65 +226,6 @@ def _ablations_headlines(result: Mapping[str, Any], quick: bool) -> list[Headlin
 
 
 # --------------------------------------------------------------------------------------
-# stage: XOR (rates from the two-point stage's default runs)
-
-
-def _xor_settings(quick: bool) -> dict[str, Any]:
-    return dict(
-        presets=["rich", "intermediate", "lazy", "shallow"],
-        seeds=3 if quick else 10,
-        size="paper",
-        rates="two_points stage, default preset",
-    )
-
-
-def _xor_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.xor import run_xor
-
-    rates = _source(out, "two_points")
-    if not (rates / "summary.json").exists():
-        raise RuntimeError("the XOR stage takes its rates from the two_points stage; run it first")
-    seeds = _xor_settings(quick)["seeds"]
-    return run_xor(quick=quick, seeds=seeds, out=str(out), rates_from=str(rates)).to_json()
-
-
-def _xor_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    heads = []
-    checks = {
-        "rich": (("r_predicted", ">=", 0.99), ("r_rich", ">=", 0.99)),
-        "intermediate": (),
-        "lazy": (("r_initial", ">=", 0.99), ("r_rich", "<", 0.5)),
-        "shallow": (),
-    }
-    for regime, crit in checks.items():
-        reg = result["regimes"].get(regime)
-        if reg is None:
-            continue
-        n = reg.get("n_converged", reg.get("n_seeds", 1))
-        shown = crit or (("r_predicted", None, None),)
-        for key, op, bound in shown:
-            heads.append(
-                Headline(
-                    f"{regime}: Pearson r, learned vs {key.split('_')[1]}",
-                    reg["mean"][key],
-                    reg["std"][key] if n > 1 else math.nan,
-                    n,
-                    f"{op} {bound}" if op else "",
-                    _check(reg["mean"][key], op, bound) if op else None,
-                )
-            )
-        heads.append(
-            Headline(
-                f"{regime}: slope, learned on predicted",
-                reg["mean"]["slope_predicted"],
-                reg["std"]["slope_predicted"] if n > 1 else math.nan,
-                n,
-            )
-        )
-    return heads
-
-
-# --------------------------------------------------------------------------------------
 # stage: rates read off the tangent kernels (this project's addition)
 
 
@@ -540,21 +481,6 @@ register_stage(
         settings=_ablations_settings,
         directory="two_points",
         figures=("ablations.png",),
-    )
-)
-
-register_stage(
-    Stage(
-        name="xor",
-        title="XOR in three regimes",
-        claim=(
-            "The pairwise theory (eq. (6.1)) predicts the learned 4 × 4 distance matrix: in "
-            "the rich regime it is reorganised by the task (the rich limit), in the lazy "
-            "regime the input geometry is kept (docs/theory.md §6-7)."
-        ),
-        run=_xor_run,
-        headlines=_xor_headlines,
-        settings=_xor_settings,
     )
 )
 

@@ -1,8 +1,8 @@
 """Figures of the many-point predictions: XOR heatmaps and comparisons over training
 (``rep_align.experiments.xor``), and the heatmap of ``rep-align predict``.
 
-Drawn from the JSON-shaped results (``summary.json``), so they can be redrawn without
-training again.
+Drawn from the JSON-shaped results (``result`` in the experiment's ``summary.json``), so
+they can be redrawn without training again.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def _finite_mean(rows: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _pm(mean: Mapping, std: Mapping, key: str) -> str:
-    m, s = mean.get(key), std.get(key)
+def _pm(stats: Mapping, key: str) -> str:
+    m, s = stats[key]["mean"], stats[key]["std"]
     if m is None:
         return "n/a"
     return f"{m:.3f} ± {s:.3f}" if s is not None else f"{m:.3f}"
@@ -79,24 +79,25 @@ def xor_heatmaps(summary: Mapping, name: str, *, seed_index: int = 0) -> Figure:
 
     The matrices are those of one seed (``seed_index`` into the preset's seeds, default the
     first); each comparison panel's title gives the Pearson r with the learned matrix over
-    the off-diagonal entries and the slope, mean ± sd over all seeds.
+    the off-diagonal entries and the slope, mean ± sd over the seeds (sd shown from two).
 
     Arguments:
-        summary: ``XorResult.to_json()`` (the XOR ``summary.json``).
+        summary: an ``XorResult`` as JSON (``files.jsonable``; ``result`` in the XOR
+            ``summary.json``).
         name: the preset.
         seed_index: which seed's matrices to draw.
     """
     regime = summary["regimes"][name]
     row = regime["seeds"][seed_index]
-    mean, std = regime["mean"], regime["std"]
+    stats = regime["stats"]
     fig = Figure(figsize=(13.5, 3.6), layout="constrained")
     axes = fig.subplots(1, len(_PANELS))
     for ax, (key, title, cmp) in zip(axes, _PANELS, strict=True):
         _draw(ax, _matrix(row[key]), _XOR_LABELS, fig)
         if cmp is not None:
-            title += f"\nr = {_pm(mean, std, f'r_{cmp}')}, slope {_pm(mean, std, f'slope_{cmp}')}"
+            title += f"\nr = {_pm(stats, f'r_{cmp}')}, slope {_pm(stats, f'slope_{cmp}')}"
         ax.set_title(title, fontsize="small")
-    ratio = summary["rates"]["ratio"]
+    ratio = summary["eta_ratio"]
     fig.suptitle(
         f"XOR, preset {name}: {_size_text(regime['config'])}; {regime['n_seeds']} seed(s), "
         f"seed {row['seed']} shown, {regime['n_converged']} converged; η_h/η_y = {ratio:.4g}",
@@ -107,7 +108,11 @@ def xor_heatmaps(summary: Mapping, name: str, *, seed_index: int = 0) -> Figure:
 
 def xor_over_training(summary: Mapping) -> Figure:
     """Pearson r of the learned distances with the predicted, initial and rich-limit ones at
-    every record (mean over seeds, each seed thin), and the training loss, per preset."""
+    every record (mean over seeds, each seed thin), and the training loss, per preset.
+
+    Arguments:
+        summary: an ``XorResult`` as JSON (``xor_heatmaps``).
+    """
     names = list(summary["regimes"])
     fig = Figure(figsize=(3.6 * len(names), 5.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(2, len(names), squeeze=False))
@@ -134,7 +139,7 @@ def xor_over_training(summary: Mapping) -> Figure:
             top.legend(fontsize="x-small", loc="lower left")
     fig.suptitle(
         "XOR: learned distance matrix at each record against the predictions "
-        f"(η_h/η_y = {summary['rates']['ratio']:.4g})",
+        f"(η_h/η_y = {summary['eta_ratio']:.4g})",
         fontsize="small",
     )
     return fig
