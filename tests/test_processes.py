@@ -193,27 +193,3 @@ def test_small_memory_budget_gives_more_chunks_and_the_same_numbers(single, tmp_
     )
     assert small.num_chunks > big.num_chunks
     _assert_same_runs(tmp_path / "big", tmp_path / "small")
-
-
-def test_validity_map_writes_heatmaps_and_the_boundary(tmp_path):
-    pytest.importorskip("xarray")
-    from rep_align.experiments.validity import R2_W_BOUND, run_validity
-
-    res = run_validity(out=str(tmp_path), seeds=1, widths=(8, 16), depths=(2,))
-    summary = json.loads((tmp_path / "validity.json").read_text())
-    assert (tmp_path / "validity.png").stat().st_size > 10_000
-    assert summary["widths"] == [8, 16] and summary["depths"] == [2]
-    for gain in res.gains:
-        r2_w = res.cells[gain]["r2_w"][:, 0]
-        start = res.boundary[gain][2]
-        # the boundary is the smallest width from which every wider one meets the bound
-        good = np.nan_to_num(r2_w, nan=-np.inf) >= R2_W_BOUND
-        want = 8 if good.all() else (16 if good[1] else None)
-        assert start == want
-        assert summary["boundary"][f"{gain:g}"]["2"] == want
-    # the map's cells are means over the stored, fitted runs (the xarray view)
-    ds = sweep.load_results(next((tmp_path / "sweeps").glob("validity_gain_1-*"))).to_xarray()
-    cell = ds.sel(width=16, depth=2)
-    ok = cell.converged.values & cell.fit_ok.values
-    if ok.any():
-        assert res.cells[1.0]["r2_w"][1, 0] == pytest.approx(float(cell.r2_w.values[ok].mean()))

@@ -1,38 +1,55 @@
-"""``rep-align grid``: the final-distance grid, measured h_inf vs the theory's."""
+"""``rep-align grid``: the final-distance grid, measured h_inf vs the theory's.
+
+``--quick`` and the full run are the experiment's settings (``experiments.grid.settings``,
+the same as the ``grid`` stage of ``rep-align reproduce``); the other options change them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import sys
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="default", help="two-point preset (default 'default')")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per grid point (default 2)")
+    p.add_argument("--preset", default=None, help="two-point preset (default 'default')")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per grid point (default 1)")
     p.add_argument(
         "--max-epochs",
         type=int,
-        default=40_000,
-        help="epoch cap of the grid protocol (default 40000)",
+        default=None,
+        help="epoch cap of the grid protocol, a multiple of 100 (default 40000)",
     )
     p.add_argument("--out", default="runs/grid", help="output directory")
-    p.add_argument("--quick", action="store_true", help="small network, same protocol")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the quick settings: small network (width <= 64, depth <= 4), same protocol",
+    )
+
+
+def changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the options change from the mode's."""
+    keys = ("preset", "seeds", "max_epochs")
+    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align.experiments.grid import run_grid
+    from rep_align import report
+    from rep_align.experiments import _driver
+    from rep_align.experiments.grid import EXPERIMENT
 
-    if args.max_epochs < 1:
-        raise ValueError(f"--max-epochs must be >= 1, got {args.max_epochs}")
-    res = run_grid(
-        args.preset, seeds=args.seeds, quick=args.quick, out=args.out, max_epochs=args.max_epochs
-    ).to_json()
+    got = _driver.run(EXPERIMENT, args.out, quick=args.quick, changes=changes(args))
+    res = got.summary["result"]
     s = res["stats"]
     print(
-        f"grid {args.preset}: Pearson r {s['pearson_r']:.4f}, slope {s['slope']:.3f}, "
-        f"intercept {s['intercept']:.3g}, {s['n_kept']}/{s['n_runs']} runs kept, "
+        f"grid {res['config']['name']}: {s['n_kept']}/{s['n_runs']} runs kept, "
         f"eta_h/eta_y = {res['rates']['ratio']:.4g}"
     )
-    print(f"wrote {os.path.join(args.out, 'grid.json')} and grid.png", file=sys.stderr)
+    for h in got.headlines:
+        row = dataclasses.asdict(h)
+        crit = f"  [{h.criterion}]" if h.criterion else ""
+        print(f"{h.name:<36} {report.measured(row):>20}  {report.verdict(row)}{crit}")
+    print(f"wrote {got.out / _driver.SUMMARY} and grid.png", file=sys.stderr)
     return 0

@@ -1,28 +1,39 @@
-"""``rep-align two-points``: the paper's two-point reproduction over presets and seeds."""
+"""``rep-align two-points``: the paper's two-point reproduction over presets and seeds.
+
+``--quick`` and the full run are the experiment's settings (``experiments.two_points.settings``,
+the same as the ``two_points`` stage of ``rep-align reproduce``); the other options change
+them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import sys
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
         nargs="+",
-        default=["all"],
-        help="preset name(s) of the two-point table (docs/presets.md), or 'all' (default)",
+        default=None,
+        help="preset name(s) of the two-point table (docs/presets.md), or 'all' (default: the "
+        "mode's: all in full, default with --quick)",
     )
-    p.add_argument(
-        "--seeds", type=int, default=None, help="seeds per preset (default 5; 3 with --quick)"
-    )
-    p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per preset (default: the mode's)")
+    p.add_argument("--first-seed", type=int, default=None, help="first seed (default 0)")
     p.add_argument("--out", default="runs/two_points", help="output directory")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small networks (width <= 64, depth <= 4), same protocol",
+        help="the quick settings: the default preset over 4 seeds (full: every preset, 3 seeds)",
+    )
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="shrink the networks to width <= 64, depth <= 4 (a fast pipeline, outside the "
+        "theory's regime)",
     )
     p.add_argument(
         "--float64",
@@ -31,28 +42,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from rep_align.experiments.two_points import run_two_points
+def changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the options change from the mode's."""
+    from rep_align.presets import TWO_POINT_PRESETS
 
-    names = "all" if args.preset == ["all"] else args.preset
-    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 5)
-    summary = run_two_points(
-        names,
-        seeds=seeds,
-        quick=args.quick,
-        out=args.out,
-        first_seed=args.first_seed,
-        float64=args.float64,
-    )
+    out: dict[str, Any] = {}
+    if args.preset is not None:
+        out["presets"] = tuple(TWO_POINT_PRESETS) if args.preset == ["all"] else tuple(args.preset)
+    for key in ("seeds", "first_seed"):
+        if getattr(args, key) is not None:
+            out[key] = getattr(args, key)
+    for key in ("small", "float64"):
+        if getattr(args, key):
+            out[key] = True
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from rep_align import report
+    from rep_align.experiments import _driver
+    from rep_align.experiments.two_points import EXPERIMENT
+
+    got = _driver.run(EXPERIMENT, args.out, quick=args.quick, changes=changes(args))
     print(f"{'preset':<12} {'R2 h':>7} {'R2 y':>7} {'R2 w':>7} {'conv':>5}  fit")
-    for name, res in summary.presets.items():
-        m = res.mean
+    for name, res in got.summary["result"]["presets"].items():
+        m = {k: float("nan") if v is None else v for k, v in res["mean"].items()}
         print(
             f"{name:<12} {m['r2_h']:7.4f} {m['r2_y']:7.4f} {m['r2_w']:7.4f} "
-            f"{res.n_converged:>2}/{res.n_seeds:<2}  {res.fit_quality}"
+            f"{res['n_converged']:>2}/{res['n_seeds']:<2}  {res['fit_quality']}"
         )
-    trained = sum(r.trained for r in summary.presets.values())
-    reused = sum(r.reused for r in summary.presets.values())
-    print(f"{trained} runs trained, {reused} reused from {args.out}/sweeps", file=sys.stderr)
-    print(f"wrote {os.path.join(args.out, 'summary.json')} and figures", file=sys.stderr)
+    for h in got.headlines:
+        row = dataclasses.asdict(h)
+        crit = f"  [{h.criterion}]" if h.criterion else ""
+        print(f"{h.name:<28} {report.measured(row):>28}  {report.verdict(row)}{crit}")
+    print(f"wrote {got.out / _driver.SUMMARY}, arrays.npz and figures", file=sys.stderr)
     return 0

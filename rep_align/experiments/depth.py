@@ -1,27 +1,85 @@
 """Depth profile (docs/theory.md §5 and §7): the theory fitted at every hidden layer of one
 run, a profile of effective rates and fit quality over depth.
 
-A sweep (one seed of the preset under the trajectory protocol, stored under
-``out/sweeps/<preset>-<hash>``, shared with the two-point experiment run into the same
-directory) plus an analysis: h of each hidden layer, with the run's y and w, fitted
-separately, all layers in one ``fit.fit_records`` call.
+Declared once (``EXPERIMENT``). It reads one seed of the two-point experiment's stored runs
+of the preset (trajectory protocol): ``settings`` takes the two-point experiment's seeds in
+the same mode, so the store (``<preset>-<hash>``, keyed by its seeds) is the one
+``two_points`` trained and nothing is retrained when both run on one store. The analysis
+(``depth_profile``) fits h of each hidden layer, with the run's y and w, separately, all
+layers in one ``fit.fit_records`` call.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from rep_align import fit
-from rep_align.experiments.common import observed, store_root, train_seeds
-from rep_align.experiments.two_points import protocol_preset
-from rep_align.files import write_json
+from rep_align import checks, fit
+from rep_align.experiments import two_points
+from rep_align.experiments._protocol import Check, Experiment, Headline
+from rep_align.experiments.common import SeedRuns, observed
+from rep_align.presets import TWO_POINT_PRESETS, TwoPointPreset
 
-__all__ = ["DepthResult", "run_depth"]
+__all__ = [
+    "CHECKS",
+    "EXPERIMENT",
+    "DepthResult",
+    "DepthSettings",
+    "DepthTrend",
+    "analyse",
+    "depth_profile",
+    "figures",
+    "headlines",
+    "settings",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthSettings:
+    """What the depth profile runs.
+
+    Attributes:
+        preset: two-point preset (trajectory protocol).
+        seed: the run whose layers are fitted.
+        store_seeds: the seeds of the stored runs it is read from (the two-point
+            experiment's, so that their store is shared); ``seed`` must be among them.
+        small: networks shrunk to width ≤ 64, depth ≤ 4 (``TwoPointPreset.quick``).
+    """
+
+    preset: str
+    seed: int
+    store_seeds: tuple[int, ...]
+    small: bool = False
+
+    def __post_init__(self) -> None:
+        checks.choice("preset", self.preset, TWO_POINT_PRESETS)
+        checks.integer("seed", self.seed, minimum=0)
+        seeds = tuple(checks.integer("store_seeds", s, minimum=0) for s in self.store_seeds)
+        if self.seed not in seeds:
+            raise ValueError(f"seed {self.seed} is not among store_seeds {list(seeds)}")
+        object.__setattr__(self, "store_seeds", seeds)
+        checks.boolean("small", self.small)
+
+
+def settings(quick: bool) -> DepthSettings:
+    """The ``default`` preset's seed 0, read from the two-point experiment's runs of the
+    same mode (quick: seeds 0-3; full: seeds 0-2), at the presets' own size."""
+    tp = two_points.settings(quick)
+    return DepthSettings(preset="default", seed=0, store_seeds=tp.seed_list, small=tp.small)
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthTrend:
+    """Mean R² (over h, y, w) and mean fit loss of the earlier and the later half of the
+    layers (the later half has the middle layer when their number is odd)."""
+
+    mean_r2_early_layers: float
+    mean_r2_late_layers: float
+    mean_fit_loss_early_layers: float
+    mean_fit_loss_late_layers: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,78 +87,43 @@ class DepthResult:
     """Fitted rates per hidden layer of one run.
 
     Attributes:
-        config: the preset as run.
+        config: the preset as run (``TwoPointPreset.describe()``).
         seed: the run's seed.
         final_loss: its final training loss.
         layers: per layer: layer, eta_h, eta_y, fit_loss, r2_h, r2_y, r2_w, success.
-        trend: mean R² and mean fit loss of the earlier and the later half of the layers,
-            and whether the later half fits at least as well.
+        trend: the two halves of the layers compared.
     """
 
     config: Mapping[str, Any]
     seed: int
     final_loss: float
     layers: tuple[Mapping[str, Any], ...]
-    trend: Mapping[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        """The content of ``depth.json``."""
-        return dict(
-            config=dict(self.config),
-            seed=self.seed,
-            final_loss=self.final_loss,
-            layers=[dict(r) for r in self.layers],
-            trend=dict(self.trend),
-        )
+    trend: DepthTrend
 
 
-def run_depth(
-    name: str = "default",
-    *,
-    seed: int = 0,
-    quick: bool = False,
-    out: str | None = None,
-    store_seeds: Sequence[int] | None = None,
-) -> DepthResult:
-    """Fit (η_h, η_y) at every hidden layer of one run of preset ``name``.
-
-    Writes ``out/depth.json`` and ``out/depth.png`` when ``out`` is given.
+def depth_profile(preset: TwoPointPreset, runs: SeedRuns, seed: int) -> DepthResult:
+    """Fit (η_h, η_y) at every hidden layer of the run of ``seed`` among ``runs``.
 
     Arguments:
-        name: two-point preset (trajectory protocol).
-        seed: the run's seed.
-        quick: small network (width ≤ 64, depth ≤ 4).
-        out: output directory; its sweep stores are ``out/sweeps/<preset>-<hash>``, shared
-            with ``rep-align two-points`` and ``ablations`` run into the same directory.
-        store_seeds: the seeds of the store to read the run from (default ``[seed]``);
-            pass the seeds of a two-point run in the same ``out`` to reuse its stored runs.
+        preset: the preset as it ran (trajectory protocol, quick or not).
+        runs: stored runs of the preset over seeds (``Runs.seeds``).
+        seed: the seed whose run is fitted.
 
     Raises:
-        ValueError: if ``seed`` is not in ``store_seeds``.
+        ValueError: if ``seed`` is not among ``runs.seeds``.
     """
-    preset = protocol_preset(name, quick=quick)
-    store_seeds = [seed] if store_seeds is None else [int(s) for s in store_seeds]
-    if seed not in store_seeds:
-        raise ValueError(f"seed {seed} is not among store_seeds {store_seeds}")
-    with store_root(out) as root:
-        runs = train_seeds(preset.config, store_seeds, root=root, name=name)
-    runs = dataclasses.replace(
-        runs,
-        seeds=runs.seeds[[store_seeds.index(seed)]],
-        records={
-            k: (v if k == "times" else np.asarray(v)[[store_seeds.index(seed)]])
-            for k, v in runs.records.items()
-        },
-        table={k: np.asarray(v)[[store_seeds.index(seed)]] for k, v in runs.table.items()},
-    )
+    have = [int(s) for s in runs.seeds]
+    if seed not in have:
+        raise ValueError(f"seed {seed} is not among the stored seeds {have}")
+    i = have.index(seed)
     n_layers = preset.config.num_hidden
     ts, z = observed(runs.records, 0)  # times, y and w; h of every layer is stacked below
-    h_all = np.asarray(runs.records["h"], np.float64)[0]  # (T, L)
+    h_all = np.asarray(runs.records["h"], np.float64)[i]  # (T, L)
     z_layers = np.stack(
-        [np.stack([h_all[:, k], z[0, :, 1], z[0, :, 2]], -1) for k in range(n_layers)]
+        [np.stack([h_all[:, k], z[i, :, 1], z[i, :, 2]], -1) for k in range(n_layers)]
     )  # (L, T, 3)
-    dx2 = np.asarray(runs.table["data_dx2"])[0]
-    dy2 = np.asarray(runs.table["data_dy2"])[0]
+    dx2 = np.asarray(runs.table["data_dx2"])[i]
+    dy2 = np.asarray(runs.table["data_dy2"])[i]
     res = fit.fit_records(ts, z_layers, dx2=dx2, dy2=dy2)
     rows = tuple(
         dict(
@@ -117,25 +140,78 @@ def run_depth(
     )
     half = n_layers // 2
     mean_r2 = np.nanmean(res.r2, axis=1)
-    early, late = float(np.nanmean(mean_r2[:half])), float(np.nanmean(mean_r2[half:]))
-    early_loss = float(np.nanmean(res.loss[:half]))
-    late_loss = float(np.nanmean(res.loss[half:]))
-    result = DepthResult(
+    return DepthResult(
         config=preset.describe(),
         seed=seed,
-        final_loss=float(np.asarray(runs.records["loss"])[0, -1]),
+        final_loss=float(np.asarray(runs.records["loss"])[i, -1]),
         layers=rows,
-        trend=dict(
-            mean_r2_early_layers=early,
-            mean_r2_late_layers=late,
-            mean_fit_loss_early_layers=early_loss,
-            mean_fit_loss_late_layers=late_loss,
-            late_fit_at_least_as_good=bool(late_loss <= early_loss),
+        trend=DepthTrend(
+            mean_r2_early_layers=float(np.nanmean(mean_r2[:half])),
+            mean_r2_late_layers=float(np.nanmean(mean_r2[half:])),
+            mean_fit_loss_early_layers=float(np.nanmean(res.loss[:half])),
+            mean_fit_loss_late_layers=float(np.nanmean(res.loss[half:])),
         ),
     )
-    if out:
-        from rep_align import plots
 
-        write_json(os.path.join(out, "depth.json"), result.to_json())
-        plots.save(plots.depth_profile(result.to_json()), os.path.join(out, "depth.png"))
-    return result
+
+def analyse(settings: DepthSettings, runs: Any) -> DepthResult:
+    """The profile of ``settings.seed``, read from the stored runs of ``store_seeds``."""
+    preset = two_points.protocol_preset(settings.preset, quick=settings.small)
+    stored = runs.seeds(preset.config, settings.store_seeds, name=preset.name)
+    return depth_profile(preset, stored, settings.seed)
+
+
+EARLY = "fit loss, first half of the layers (mean)"
+LATE = "fit loss, second half of the layers (mean)"
+
+
+def headlines(result: DepthResult, settings: DepthSettings) -> list[Headline]:
+    """Mean fit loss of the earlier and of the later half of the layers (``n``: layers)."""
+    n = len(result.layers)
+    return [
+        Headline(EARLY, result.trend.mean_fit_loss_early_layers, n=n // 2),
+        Headline(
+            LATE,
+            result.trend.mean_fit_loss_late_layers,
+            n=n - n // 2,
+            note="the reference's stored output: fit loss 22 at layer 0, 0.09 at layer 11",
+        ),
+    ]
+
+
+#: The verdict: the theory fits the later layers at least as well as the earlier ones.
+CHECKS = (
+    Check(
+        LATE,
+        "<=",
+        EARLY,
+        source=(
+            "the reference notebook's stored output (2_points_depth.ipynb, docs/theory.md §7): "
+            "the fit loss falls from 22 at layer 0 to 0.09 at layer 11 and is 1.5-3 at "
+            "layers 17-19, so the later half of the layers fits better than the first"
+        ),
+        label="at most the first half's",
+    ),
+)
+
+
+def figures(result: DepthResult, settings: DepthSettings) -> dict[str, Any]:
+    """Fitted rates and fit quality per layer (``depth.png``)."""
+    from rep_align import plots
+
+    return {"depth.png": plots.depth_profile(dataclasses.asdict(result))}
+
+
+EXPERIMENT = Experiment(
+    name="depth",
+    title="Depth profile",
+    claim=(
+        "Fitted rates and fit loss vary smoothly with the read-out layer; the theory fits "
+        "best in the middle and later layers, where both encoder and decoder are deep."
+    ),
+    settings=settings,
+    analyse=analyse,
+    headlines=headlines,
+    checks=CHECKS,
+    figures=figures,
+)

@@ -1,8 +1,9 @@
 """Figures of the reproduction experiments (``rep_align.experiments``).
 
-Each function draws from the JSON-shaped results the experiments write (``summary.json``,
-``depth.json``, ``ablations.json``, ``grid.json``) and, for trajectories, the arrays of
-``*_records.npz``, so a figure can be redrawn without training again.
+Each function draws from the JSON-shaped results the experiments write (the ``result`` of
+each experiment's ``summary.json``: two_points, grid, depth, ablations) and, for
+trajectories, the arrays of its ``arrays.npz``, so a figure can be redrawn without training
+again.
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ def two_point_trajectories(result: Mapping, arrays: Mapping[str, np.ndarray]) ->
     panels says what solid and dashed lines are and which colour is which seed.
 
     Arguments:
-        result: one preset's entry of the two-point ``summary.json``: ``config`` (with
-            name, arch, activation, width, depth, layer; ``precision`` if present),
-            ``mean`` (r2_h, r2_y, r2_w), ``n_converged``, ``n_seeds`` and, if present,
-            ``seeds`` (one entry per seed with its ``seed``).
-        arrays: the preset's records (``NAME_records.npz``): ``ts`` (T,) in epochs,
-            ``z_obs`` and ``z_fit`` (R, T, 3) measured and fitted (h, y, w), ``loss`` and
-            ``theory_loss`` (R, T); ``seeds`` (R,), if present, labels the runs where
-            ``result`` has no ``seeds``; other entries (``converged``) are ignored.
+        result: one preset's entry of the two-point result (``presets.NAME``):
+            ``config`` (with name, arch, activation, width, depth, layer; ``precision`` if
+            present), ``mean`` (r2_h, r2_y, r2_w), ``n_converged``, ``n_seeds`` and, if
+            present, ``seeds`` (one entry per seed with its ``seed``).
+        arrays: the preset's records (``presets.NAME.arrays.*`` of ``arrays.npz``): ``ts``
+            (T,) in epochs, ``z_obs`` and ``z_fit`` (R, T, 3) measured and fitted (h, y,
+            w), ``loss`` and ``theory_loss`` (R, T); ``seeds`` (R,), if present, labels the
+            runs where ``result`` has no ``seeds``; other entries (``converged``) are ignored.
 
     Returns:
         A 2×2 ``Figure``, one colour per seed.
@@ -136,8 +137,8 @@ def two_point_overview(summary: Mapping) -> Figure:
     each preset's width P, depth L and converged/total seeds where the summary has them.
 
     Arguments:
-        summary: the two-point ``summary.json``: ``presets`` maps names to entries with
-            ``mean`` and ``std`` (r2_h, r2_y, r2_w) and, if present, ``config`` (width,
+        summary: the two-point result: ``presets`` maps names to entries with ``mean``
+            and ``std`` (r2_h, r2_y, r2_w) and, if present, ``config`` (width,
             depth), ``n_converged`` and ``n_seeds``; ``settings`` (optional) may give
             ``seeds``, ``quick``, ``precision`` and ``good_fit`` (r2_h, r2_y, r2_w bounds),
             all used in the title and the bold cells.
@@ -214,11 +215,11 @@ def grid_scatter(
     Arguments:
         measured: final h of each run, shape (n,).
         predicted: the theory's h∞ of each run (eq. (3.2)), shape (n,).
-        stats: ``slope`` and ``pearson_r`` of the comparison (``grid.json``'s ``stats``;
+        stats: ``slope`` and ``pearson_r`` of the comparison (the grid result's ``stats``;
             ``n_kept`` and ``n_runs``, if present, go into the title).
         title: first line of the title (e.g. the preset).
-        config: optional ``grid.json`` ``config`` (name, arch, activation, width, depth and,
-            if present, ``seeds``): its sizes and seeds go into the title.
+        config: optional: the grid result's ``config`` (name, arch, activation, width,
+            depth and, if present, ``seeds``): its sizes and seeds go into the title.
 
     Returns:
         A ``Figure`` with one scatter plot.
@@ -249,7 +250,7 @@ def depth_profile(result: Mapping) -> Figure:
     """Fitted η_h, η_y and fit quality per hidden layer.
 
     Arguments:
-        result: ``depth.json``: ``config`` (name, arch, activation, width, depth),
+        result: the depth result: ``config`` (name, arch, activation, width, depth),
             ``layers`` (one entry per hidden layer with eta_h, eta_y, r2_h, r2_y, r2_w,
             fit_loss) and, if present, ``seed``.
 
@@ -288,7 +289,7 @@ def ablation_bars(result: Mapping) -> Figure:
     runs).
 
     Arguments:
-        result: ``ablations.json``: ``config`` (name, arch, activation, width, depth),
+        result: the ablations result: ``config`` (name, arch, activation, width, depth),
             ``variants`` (name to ``mean_fit_loss`` and ``std_fit_loss``) and, if
             present, ``seeds``.
 

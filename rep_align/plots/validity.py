@@ -26,17 +26,20 @@ def validity_heatmaps(result: Mapping) -> Figure:
     value. Empty cells had no converged, fitted seed.
 
     Arguments:
-        result: the content of ``validity.json`` (``ValidityResult.to_json()``).
+        result: the validity experiment's result as JSON (``summary.json``'s ``result``,
+            or ``files.jsonable`` of a ``ValidityResult``): ``widths``, ``depths``,
+            ``seeds``, ``r2_w_bound`` and ``maps``, one per gain with ``gain`` and the
+            (width, depth) arrays of ``_PANELS`` (None or NaN for an empty cell).
     """
-    widths, depths, gains = result["widths"], result["depths"], result["gains"]
-    bound = result["bound"]["r2_w"]
-    fig = Figure(figsize=(3.1 * len(_PANELS), 2.8 * len(gains) + 0.6), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(gains), len(_PANELS), squeeze=False))
-    for row, gain in enumerate(gains):
-        cells = result["cells"][f"{gain:g}"]
+    widths, depths, maps = result["widths"], result["depths"], result["maps"]
+    bound = result["r2_w_bound"]
+    fig = Figure(figsize=(3.1 * len(_PANELS), 2.8 * len(maps) + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(maps), len(_PANELS), squeeze=False))
+    for row, cells in enumerate(maps):
+        gain = cells["gain"]
         for col, (key, label, log) in enumerate(_PANELS):
             ax = axes[row, col]
-            v = np.asarray(cells[key], float)
+            v = np.asarray(cells[key], float).reshape(len(widths), len(depths))
             shown = np.log10(np.where(v > 0, v, np.nan)) if log else np.clip(v, 0.5, 1.0)
             im = ax.imshow(
                 shown.T,
@@ -57,16 +60,15 @@ def validity_heatmaps(result: Mapping) -> Figure:
                     ax.add_patch(_box(i, j))
             ax.set_xticks(range(len(widths)), [str(w) for w in widths], fontsize=7)
             ax.set_yticks(range(len(depths)), [str(d) for d in depths], fontsize=7)
-            if row == len(gains) - 1:
+            if row == len(maps) - 1:
                 ax.set_xlabel("width P")
             if col == 0:
                 ax.set_ylabel(f"gain {gain:g}\ndepth L")
             ax.set_title(label, fontsize="small")
             fig.colorbar(im, ax=ax, shrink=0.8)
-    quick = " (quick map)" if result.get("quick") else ""
     fig.suptitle(
-        f"Where the two-point theory fits{quick}: leaky-ReLU MLPs, {result['seeds']} seeds per "
-        f"cell, means over converged seeds; outlined: mean R² w ≥ {bound}",
+        f"Where the two-point theory fits: leaky-ReLU MLPs, {result['seeds']} seeds per "
+        f"cell, means over converged seeds; outlined: mean R² w ≥ {bound:g}",
         fontsize="medium",
     )
     return fig
