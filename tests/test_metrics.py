@@ -10,6 +10,7 @@ import scipy.spatial.distance
 import scipy.stats
 
 from rep_align import metrics
+from rep_align.metrics._cka import _uses_features
 
 # -- oracles ------------------------------------------------------------------------------
 
@@ -80,10 +81,10 @@ def test_cka_matches_gram_oracle_on_both_sides(x64, n, p, q):
 
 
 def test_cka_auto_side_follows_shapes():
-    assert metrics._uses_features(50, 10, 20)
-    assert metrics._uses_features(10, 8, 8)  # 192 ≤ 200
-    assert not metrics._uses_features(10, 9, 9)  # 243 > 200
-    assert not metrics._uses_features(50, 200, 200)
+    assert _uses_features(50, 10, 20)
+    assert _uses_features(10, 8, 8)  # 192 ≤ 200
+    assert not _uses_features(10, 9, 9)  # 243 > 200
+    assert not _uses_features(50, 200, 200)
 
 
 def test_cka_from_grams_matches_oracles_and_cka(x64):
@@ -239,6 +240,85 @@ def test_rsa_matches_scipy(x64):
     np.testing.assert_allclose(metrics.rsa(np.exp(a), b, method="spearman"), spear, rtol=1e-12)
 
 
+def test_pearson_matches_scipy_with_and_without_a_mask(x64):
+    rng = np.random.default_rng(20)
+    a = rng.normal(size=(6, 5))
+    b = a + rng.normal(size=(6, 5))
+    want = scipy.stats.pearsonr(a.ravel(), b.ravel()).statistic
+    np.testing.assert_allclose(metrics.pearson(a, b), want, rtol=1e-13)
+    np.testing.assert_allclose(metrics.pearson(a.ravel(), b.ravel()), want, rtol=1e-13)
+    mask = rng.uniform(size=(6, 5)) < 0.5
+    want_masked = np.corrcoef(a[mask], b[mask])[0, 1]
+    np.testing.assert_allclose(metrics.pearson(a, b, mask=mask), want_masked, rtol=1e-13)
+    # entries outside the mask are ignored, whatever they hold
+    junk_a, junk_b = np.where(mask, a, np.nan), np.where(mask, b, np.inf)
+    np.testing.assert_allclose(metrics.pearson(junk_a, junk_b, mask=mask), want_masked, rtol=1e-13)
+    np.testing.assert_allclose(metrics.pearson(a, 3 * a - 2), 1, rtol=1e-14)
+    np.testing.assert_allclose(metrics.pearson(a, -a), -1, rtol=1e-14)
+
+
+def test_pearson_is_nan_for_degenerate_input_and_never_raises_on_values(x64):
+    a = np.arange(12.0).reshape(3, 4)
+    assert np.isnan(metrics.pearson(a, np.ones((3, 4))))
+    assert np.isnan(metrics.pearson(a, np.full((3, 4), np.nan)))
+    b = a**2
+    b[1, 2] = np.inf
+    assert np.isnan(metrics.pearson(a, b))
+    assert np.isnan(metrics.pearson(a, a, mask=np.eye(3, 4, dtype=bool) & False))  # no entry
+
+
+def test_pearson_float32_jit_vmap_and_one_compilation():
+    rng = np.random.default_rng(21)
+    a = rng.normal(size=(3, 40)).astype(np.float32)
+    b = (a + rng.normal(size=(3, 40))).astype(np.float32)
+    mask = rng.uniform(size=(3, 40)) < 0.7
+    f = jax.jit(jax.vmap(lambda u, v, m: metrics.pearson(u, v, mask=m)))
+    got = f(a, b, mask)
+    assert got.dtype == jnp.float32
+    for k in range(3):
+        want = np.corrcoef(a[k][mask[k]].astype(np.float64), b[k][mask[k]])[0, 1]
+        np.testing.assert_allclose(got[k], want, rtol=1e-5)
+    traced = jax.jit(
+        eqx.debug.assert_max_traces(lambda u, v, m: metrics.pearson(u, v, mask=m), max_traces=1)
+    )
+    for _ in range(3):
+        traced(rng.normal(size=40).astype(np.float32), a[0], rng.uniform(size=40) < 0.5)
+
+
+def test_upper_pearson_is_pearson_over_the_upper_triangle(x64):
+    # moved from test_blobs (blobs.distance_correlation, now metrics.upper_pearson)
+    rng = np.random.default_rng(1)
+    d2 = lambda p: ((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)  # noqa: E731
+    a, b = np.sqrt(d2(rng.normal(size=(20, 3)))), np.sqrt(d2(rng.normal(size=(20, 3))))
+    iu = np.triu_indices(20, 1)
+    b_lower = b.copy()
+    b_lower[np.tril_indices(20, -1)] = 99.0  # the lower triangle must be ignored
+    expected = scipy.stats.pearsonr(a[iu], b[iu])[0]
+    assert float(metrics.upper_pearson(a, b_lower)) == pytest.approx(expected, abs=1e-12)
+    assert float(metrics.upper_pearson(a, 3 * a + 2)) == pytest.approx(1.0, abs=1e-12)
+    assert np.isnan(float(metrics.upper_pearson(a, np.ones((20, 20)))))
+    # as rsa, which raises where it gives NaN
+    np.testing.assert_allclose(metrics.upper_pearson(a, b), metrics.rsa(a, b), rtol=1e-14)
+    b_nan = b.copy()
+    b_nan[np.tril_indices(20, -1)] = np.nan
+    np.testing.assert_allclose(metrics.upper_pearson(a, b_nan), expected, rtol=1e-12)
+
+
+def test_rsa_keeps_float32_range_for_large_distances():
+    # Σδa²·Σδb² of these entries is about 1e49, beyond float32's range
+    rng = np.random.default_rng(22)
+    a = scipy.spatial.distance.squareform(rng.uniform(1e10, 3e10, size=190))
+    b = a * rng.uniform(0.5, 1.5, size=a.shape)
+    b = (b + b.T) / 2
+    iu = np.triu_indices(20, 1)
+    want = scipy.stats.pearsonr(a[iu], b[iu]).statistic
+    got = metrics.rsa(a.astype(np.float32), b.astype(np.float32))
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    spear = metrics.rsa(a.astype(np.float32), b.astype(np.float32), method="spearman")
+    np.testing.assert_allclose(spear, scipy.stats.spearmanr(a[iu], b[iu]).statistic, rtol=1e-5)
+
+
 def test_spearman_rsa_gradient_is_zero(x64):
     rng = np.random.default_rng(11)
     a, b = (scipy.spatial.distance.squareform(rng.uniform(size=10)) for _ in range(2))
@@ -367,6 +447,11 @@ def test_rsatoolbox_agrees(x64):
         (lambda: metrics.rsa(np.eye(3), np.eye(3), method="kendall"), "method must be one of"),
         (lambda: metrics.rdm_distance(np.zeros((3, 3)), np.eye(3)), "a must not be all zeros"),
         (lambda: metrics.rdm_distance(np.eye(3), np.full((3, 3), np.inf)), "b must be finite"),
+        (lambda: metrics.pearson(np.eye(3), np.eye(4)), "same shape"),
+        (lambda: metrics.pearson(np.eye(3), np.eye(3), mask=np.ones(3, bool)), "same shape"),
+        (lambda: metrics.upper_pearson(np.zeros((2, 2)), np.zeros((2, 2))), "n >= 3"),
+        (lambda: metrics.upper_pearson(np.eye(3), np.eye(4)), "same n"),
+        (lambda: metrics.upper_pearson(np.ones((3, 4)), np.ones((3, 4))), r"\(n, n\)"),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(call, match):
