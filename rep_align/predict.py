@@ -17,13 +17,18 @@ the two-point ``default`` preset: ``rates_from_two_points``); in the rich limit 
 multiplies the whole matrix by sqrt(ρ), so it defaults to 1.0 there.
 
 ``predict_distances`` returns squared distances; the reference compares their square roots
-with a network's (unsquared) distance matrix (docs/presets.md, "XOR").
+with a network's (unsquared) distance matrix (docs/presets.md, "XOR"), by their Pearson
+correlation over the pairs (``upper_pearson``) and a slope through the origin
+(``origin_slope``).
+
+For data sets too large for N × N matrices, ``structure_prediction`` gives the structure
+heuristic E·A·E of docs/theory.md (6.2) (``theory.structure_heuristic``) restricted to a
+few analysed points, as the reference applies it to MNIST.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import numbers
@@ -36,19 +41,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from rep_align import checks, theory
+from rep_align import checks, metrics, theory
+from rep_align.observables import cross_squared_distances, pairwise_squared_distances
 
 __all__ = [
     "TwoPointRates",
     "origin_slope",
-    "pairwise_squared_distances",
     "predict_distances",
     "rates_from_two_points",
+    "structure_prediction",
     "upper_pearson",
 ]
-
-# Entries of the (n, n, d) difference block evaluated at once by pairwise_squared_distances.
-_BLOCK_ENTRIES = 1 << 22
 
 
 def _matrix(name: str, a: Any) -> np.ndarray:
@@ -67,33 +70,6 @@ def _matrix(name: str, a: Any) -> np.ndarray:
     return arr
 
 
-def pairwise_squared_distances(a: Float[ArrayLike, "n d"]) -> Float[Array, "n n"]:
-    """Squared Euclidean distances ``D_ij = ‖a_i − a_j‖²`` between the rows of ``a``.
-
-    Computed from the differences themselves (not from a Gram matrix), so coincident rows
-    give exactly 0 and nearby rows keep their relative precision, which (6.1) needs: it
-    divides by the initial hidden distances. Cost O(n² d), evaluated in row blocks of about
-    4 M entries. The result is exactly symmetric with a zero diagonal.
-
-    Arguments:
-        a: (n, d) array, one row per point.
-
-    Returns:
-        (n, n) array in ``a``'s float dtype (JAX's default float for integer input).
-    """
-    a = jnp.asarray(a)
-    if not jnp.issubdtype(a.dtype, jnp.floating):
-        a = a.astype(jnp.result_type(float))
-    n, d = a.shape
-    return _squared_distances(a, batch=max(1, min(n, _BLOCK_ENTRIES // max(1, n * d))))
-
-
-@functools.partial(jax.jit, static_argnames="batch")
-def _squared_distances(a, *, batch: int):
-    rows = jax.lax.map(lambda ai: jnp.sum((a - ai) ** 2, axis=1), a, batch_size=batch)
-    return jnp.where(jnp.eye(a.shape[0], dtype=bool), 0.0, rows)
-
-
 def _upper(a: ArrayLike) -> np.ndarray:
     a = np.asarray(a, np.float64)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
@@ -102,21 +78,24 @@ def _upper(a: ArrayLike) -> np.ndarray:
 
 
 def upper_pearson(a: ArrayLike, b: ArrayLike) -> float:
-    """Pearson correlation of two (n, n) matrices over their upper-triangle entries (i < j).
+    """Pearson correlation of two (n, n) matrices over their upper-triangle entries (i < j),
+    in float64 as a Python float: ``metrics.upper_pearson`` of the matrices cast to float64.
 
-    NaN if an entry is not finite or either set of entries is constant.
+    NaN if an entry is not finite, either set of entries is constant, or n = 2 (one pair).
 
     Raises:
         ValueError: matrices that are not square, of fewer than 2 points, or of other sizes.
     """
-    u, v = _upper(a), _upper(b)
+    u, v = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    for m in (u, v):
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+            raise ValueError(f"expected a square matrix of at least 2 points, got shape {m.shape}")
     if u.shape != v.shape:
-        raise ValueError(f"matrices of different sizes: {np.shape(a)} and {np.shape(b)}")
-    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
+        raise ValueError(f"matrices of different sizes: {u.shape} and {v.shape}")
+    if u.shape[0] == 2:
         return math.nan
-    du, dv = u - u.mean(), v - v.mean()
-    den = math.sqrt(float(du @ du) * float(dv @ dv))
-    return float(du @ dv) / den if den > 0 else math.nan
+    with jax.enable_x64(True):
+        return float(metrics.upper_pearson(u, v))
 
 
 def origin_slope(learned: ArrayLike, other: ArrayLike) -> float:
@@ -226,6 +205,82 @@ def predict_distances(
             f"{_pairs(zero)}: eq. (6.1) needs h0 > 0 for every pair; remove duplicated points"
         )
     return theory.pairwise_final_distances(dx2, dy2, h0, y0, eta_h=ratio, eta_y=1.0)
+
+
+def structure_prediction(
+    pixels: ArrayLike,
+    targets: ArrayLike,
+    rows: ArrayLike,
+    *,
+    block: int = 1000,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The structure heuristic E·A·E (docs/theory.md (6.2)) over N points, restricted to
+    ``rows``, without forming N × N products.
+
+    With A = d^x ∘ d^y over all N points (unsquared Euclidean distances of the inputs and
+    of the targets) and E = exp(−A), both symmetric, ``(E A E)[S][:, S] = E[S, :] A
+    E[S, :]ᵀ``; A is formed one block of rows at a time
+    (``observables.cross_squared_distances``), so memory is O(block · N) and the cost one
+    pass of input distances (``theory.structure_heuristic`` computes the same entries from
+    the full matrices). The reference applies it to MNIST: raw 0–255 pixels, one-hot
+    targets, the first 10,000 training images.
+
+    Arguments:
+        pixels: (N, p) inputs of the N points the product sums over (raw 0–255 pixel
+            values for the reference's heuristic); distances are computed in float64.
+        targets: (N, c) targets (one-hot for MNIST).
+        rows: (k,) indices of the analysed points among the N.
+        block: rows of A per step (default 1000).
+
+    Returns:
+        ``(h_hat, diagnostics)``: the (k, k) float64 matrix, and a dict with ``n``,
+        ``e_is_same_target_indicator`` (whether E[S, :] is exactly 1 for equal targets and
+        0 otherwise: then E·A·E depends only on the classes, docs/theory.md §6),
+        ``min_a_between_targets`` (smallest A between points of different targets, among
+        the analysed rows), ``nonzero_e_between_targets`` (how many such entries of E are
+        not 0).
+
+    Raises:
+        ValueError: for shapes that disagree, non-finite or negative pixels, or rows
+            outside 0 … N − 1.
+    """
+    x = np.asarray(pixels, np.float64)
+    y = np.asarray(targets, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"pixels (N, p) and targets (N, c) must have the same N, got {x.shape} and {y.shape}"
+        )
+    checks.values("pixels", x, nonnegative=True)
+    checks.values("targets", y)
+    s = np.asarray(rows)
+    n = x.shape[0]
+    if s.ndim != 1 or s.size < 1 or s.dtype.kind not in "iu" or s.min() < 0 or s.max() >= n:
+        raise ValueError(f"rows must be a 1-D array of indices in 0 … {n - 1}, got {rows!r}")
+    block = checks.integer("block", block, minimum=1)
+    with jax.enable_x64(True):
+        xj, yj = jnp.asarray(x), jnp.asarray(y)
+
+        def a_rows(i):  # rows i of A = d^x ∘ d^y: (len(i), N)
+            dx = jnp.sqrt(cross_squared_distances(xj[i], xj))
+            return dx * jnp.sqrt(cross_squared_distances(yj[i], yj))
+
+        a_s = a_rows(s)
+        e_s = jnp.exp(-a_s)  # (k, N)
+        # A E[S]ᵀ, one block of rows at a time: (N, k)
+        m = [
+            jnp.matmul(a_rows(slice(i, min(n, i + block))), e_s.T, precision="highest")
+            for i in range(0, n, block)
+        ]
+        h_hat = np.asarray(jnp.matmul(e_s, jnp.concatenate(m), precision="highest"))
+        a_s, e_s = np.asarray(a_s), np.asarray(e_s)
+    same = np.all(y[s][:, None, :] == y[None, :, :], axis=-1)
+    diag = dict(
+        n=int(n),
+        e_is_same_target_indicator=bool(np.array_equal(e_s, same.astype(np.float64))),
+        min_a_between_targets=float(a_s[~same].min()) if np.any(~same) else float("nan"),
+        nonzero_e_between_targets=int(np.count_nonzero(e_s[~same])),
+    )
+    return 0.5 * (h_hat + h_hat.T), diag
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,10 @@ import pytest
 
 from rep_align.observables import (
     PairObservables,
+    cross_squared_distances,
     hidden_squared_distances,
     pair_observables,
+    pairwise_squared_distances,
     squared_distances,
 )
 
@@ -100,3 +102,61 @@ def test_hidden_squared_distances_stack():
     d = hidden_squared_distances(hiddens[::2])
     assert d.shape == (2, 5, 5)
     np.testing.assert_allclose(d[1], squared_distances(hiddens[2]), rtol=1e-6)
+
+
+def _loop_sq(a, b):
+    """Squared distances between the rows of a and b by a Python loop, float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.array([[float(np.sum((u - v) ** 2)) for v in b] for u in a])
+
+
+def test_pairwise_squared_distances_exact_symmetric(x64):
+    a = np.random.default_rng(1).normal(size=(5, 4))
+    d = np.asarray(pairwise_squared_distances(a))
+    np.testing.assert_allclose(d, _loop_sq(a, a), rtol=1e-14, atol=0)
+    assert np.array_equal(d, d.T) and np.all(np.diag(d) == 0)
+    dup = np.vstack([a, a[2:3]])
+    assert np.asarray(pairwise_squared_distances(dup))[2, 5] == 0.0
+
+
+def test_pairwise_squared_distances_keep_nearby_rows_and_blocks(x64):
+    # rows 1e6 from the origin, 1e-6 apart: differences keep every digit the Gram loses
+    rng = np.random.default_rng(2)
+    a = 1e6 + 1e-6 * rng.normal(size=(6, 3))
+    np.testing.assert_allclose(
+        np.asarray(pairwise_squared_distances(a)), _loop_sq(a, a), rtol=1e-5, atol=0
+    )
+    # more entries than one block (n·n·d > 4 M): the row blocks give the same matrix
+    b = rng.normal(size=(700, 10))
+    d = np.asarray(pairwise_squared_distances(b))
+    np.testing.assert_allclose(d[::97, ::89], _loop_sq(b[::97], b[::89]), rtol=1e-13)
+    # integer input becomes JAX's default float
+    assert pairwise_squared_distances(np.arange(6).reshape(3, 2)).dtype == jnp.float64
+
+
+def test_cross_squared_distances_match_a_loop(x64):
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(4, 3, 2)), rng.normal(size=(7, 6))  # rows flattened
+    d = np.asarray(cross_squared_distances(a, b))
+    assert d.shape == (4, 7)
+    np.testing.assert_allclose(d, _loop_sq(a.reshape(4, -1), b), rtol=1e-12, atol=1e-12)
+    # raw pixels: integer-valued rows, every product and sum exact in float64
+    pix = rng.integers(0, 256, (9, 784)).astype(np.float64)
+    np.testing.assert_array_equal(
+        np.asarray(cross_squared_distances(pix[:3], pix)), _loop_sq(pix[:3], pix)
+    )
+    # a block of rows against the whole set is that block of the full matrix
+    full = np.asarray(squared_distances(jnp.asarray(b)))
+    np.testing.assert_allclose(
+        np.asarray(cross_squared_distances(b[2:5], b)), full[2:5], atol=1e-12
+    )
+    assert np.all(np.asarray(cross_squared_distances(b, b)) >= 0)
+
+
+def test_cross_squared_distances_float32_and_vmap():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(3, 5, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
+    batched = jax.jit(jax.vmap(cross_squared_distances, in_axes=(0, None)))(a, b)
+    assert batched.dtype == jnp.float32 and batched.shape == (3, 5, 6)
+    for k in range(3):
+        np.testing.assert_allclose(batched[k], _loop_sq(a[k], b), rtol=1e-5, atol=1e-5)

