@@ -11,6 +11,7 @@ from importlib.metadata import version as _version
 
 from rep_align import checks as checks
 from rep_align import config as config
+from rep_align import contexts as contexts
 from rep_align import data as data
 from rep_align import devices as devices
 from rep_align import dynamics as dynamics
