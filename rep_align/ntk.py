@@ -41,6 +41,8 @@ __all__ = [
     "flatten_kernel",
     "kernel_distance",
     "kernel_over_training",
+    "largest_eigenvalue",
+    "lazy_learning_rate",
     "linearized_outputs",
 ]
 
@@ -291,6 +293,51 @@ def flatten_kernel(k: Float[Array, "n1 n2 o o"]) -> Float[Array, "n1*o n2*o"]:
         raise ValueError(f"k must have shape (n1, n2, o, o), got {tuple(k.shape)}")
     n1, n2, o, _ = k.shape
     return k.transpose(0, 2, 1, 3).reshape(n1 * o, n2 * o)
+
+
+def largest_eigenvalue(k: Float[Array, "n n o o"]) -> float:
+    """λ_max of a Gram kernel over flattened outputs (``flatten_kernel``), in float64.
+
+    Arguments:
+        k: a symmetric kernel of shape (n, n, o, o), e.g. ``empirical_ntk(network, params, x)``.
+
+    Returns:
+        The largest eigenvalue, a Python float (NumPy's ``eigvalsh`` in float64).
+
+    Raises:
+        ValueError: as ``flatten_kernel``.
+    """
+    return float(np.linalg.eigvalsh(np.asarray(flatten_kernel(k), np.float64))[-1])
+
+
+def lazy_learning_rate(
+    network: Network, params: PyTree, x: Float[Array, "n in_dim"], *, fraction: float
+) -> float:
+    """Learning rate lr = fraction · N / λ_max(K_0) of plain descent near the lazy limit.
+
+    K_0 is the empirical kernel of the network output at ``params`` on the n training
+    points x and N = n·o the number of outputs. For the linear model one step of descent
+    multiplies the error along K_0's top eigenvector by 1 − lr·λ_max/N = 1 − fraction
+    (module docstring), so the step is a fixed fraction of the stability limit (fraction
+    < 2) whatever the gain, and runs at different gains cover the same share of their
+    slowest kernel mode per step.
+
+    Arguments:
+        network: from ``make_network``.
+        params: its initial parameters.
+        x: the training inputs (n, in_dim).
+        fraction: lr·λ_max/N (> 0).
+
+    Returns:
+        The learning rate, a Python float (λ_max from ``largest_eigenvalue``, float64).
+
+    Raises:
+        ValueError: for fraction ≤ 0, or as ``empirical_ntk``.
+    """
+    checks.values("fraction", fraction, positive=True, scalar=True)
+    k0 = empirical_ntk(network, params, x)
+    outputs = k0.shape[0] * k0.shape[2]
+    return float(fraction * outputs / largest_eigenvalue(k0))
 
 
 def kernel_distance(k0: Array, k1: Array) -> Array:

@@ -256,6 +256,47 @@ def test_one_training_step_moves_outputs_by_lr_over_n_o_times_k(x64):
     )
 
 
+def test_largest_eigenvalue_and_lazy_learning_rate_against_the_jacobian(x64):
+    for arch, out_dim in (("mlp", 2), ("cnn", 1), ("resnet", 3)):
+        net = _small(arch, out_dim=out_dim)
+        params = net.init(jax.random.key(4), gain=2.0)
+        x = jax.random.normal(jax.random.key(5), (6, 3))
+        k = _jacfwd_kernel(net, params, x, "out")
+        lam = scipy.linalg.eigvalsh(k.transpose(0, 2, 1, 3).reshape(6 * out_dim, -1))[-1]
+        assert ntk.largest_eigenvalue(ntk.empirical_ntk(net, params, x)) == pytest.approx(
+            lam, rel=1e-12
+        )
+        lr = ntk.lazy_learning_rate(net, params, x, fraction=0.5)
+        assert isinstance(lr, float)
+        assert lr == pytest.approx(0.5 * 6 * out_dim / lam, rel=1e-12)
+
+
+def test_lazy_learning_rate_contracts_the_top_mode_by_one_minus_the_fraction(x64):
+    # one descent step of the linear model multiplies the error along K's top eigenvector
+    # by 1 − lr·λ_max/N (N = n·o outputs) = 1 − fraction
+    net = _small("mlp")
+    params = net.init(jax.random.key(6), gain=2.0)
+    x = jax.random.normal(jax.random.key(7), (5, 3))
+    k = ntk.empirical_ntk(net, params, x)
+    kf = np.asarray(ntk.flatten_kernel(k))
+    _, vecs = np.linalg.eigh(kf)
+    f0 = np.asarray(net.apply(params, x)[0])
+    y = f0 - vecs[:, -1].reshape(f0.shape)  # error f0 − y along the top mode
+    lr = ntk.lazy_learning_rate(net, params, x, fraction=0.3)
+    f1 = np.asarray(ntk.linearized_outputs(k, f0, y, lr=lr, times=np.array([1.0]), mode="descent"))
+    np.testing.assert_allclose(f1[0] - y, 0.7 * (f0 - y), rtol=1e-10, atol=1e-12)
+
+
+def test_lazy_learning_rate_rejects_bad_fractions():
+    net = _small("mlp", dtype=jnp.float32)
+    params = net.init(jax.random.key(0))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="fraction"):
+            ntk.lazy_learning_rate(net, params, np.zeros((3, 3)), fraction=bad)
+    with pytest.raises(ValueError, match="k must have shape"):
+        ntk.largest_eigenvalue(np.zeros((3, 3)))
+
+
 def test_wide_network_at_large_gain_trains_as_its_linearisation(x64):
     """Lee et al. 2019 at finite width: a wide MLP at large gain follows the kernel
     prediction; at small gain (the rich regime) it does not, and its kernel moves.
