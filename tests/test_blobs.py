@@ -1,6 +1,6 @@
-"""Context blobs: classical MDS (rep_align.embedding), the analysis numbers and the
-experiment's declaration (rep_align.experiments.blobs): settings, checks, the analysis,
-run and resumed through the driver, and the command."""
+"""Context blobs: classical MDS (rep_align.embedding), the analysis numbers (the core's,
+tested in test_contexts.py) and the experiment's declaration (rep_align.experiments.blobs):
+settings, checks, the analysis, run and resumed through the driver, and the command."""
 
 import argparse
 import dataclasses
@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import pearsonr
 
-from rep_align import presets
+from rep_align import contexts, metrics, presets
 from rep_align.embedding import classical_mds, mds_of_points, stress
 from rep_align.experiments import _driver as driver
 from rep_align.experiments import blobs
@@ -112,93 +111,13 @@ def test_mds_rejects_bad_input(call, match):
 # ----------------------------------------------------------------------------- numbers
 
 
-def _four_points():
-    # contexts 0, 0, 1, 1; within: d01 = 1, d23 = 3; between: d02 = 4, d13 = 8, d03 = d12 = 6
-    d = np.array(
-        [
-            [0, 1, 4, 6],
-            [1, 0, 6, 8],
-            [4, 6, 0, 3],
-            [6, 8, 3, 0],
-        ],
-        float,
-    )
-    return d, np.array([0, 0, 1, 1])
-
-
-def test_context_ratio_by_hand():
-    d, c = _four_points()
-    # between mean (4 + 6 + 6 + 8) / 4 = 6; within mean (1 + 3) / 2 = 2
-    assert float(blobs.context_ratio(d, c)) == pytest.approx(3.0)
-
-
-def test_paired_ratio_by_hand():
-    d, c = _four_points()
-    # pairs (0, 2) and (1, 3): (4 + 8) / 2 = 6, over the within mean 2
-    assert float(blobs.paired_ratio(d, c, np.array([[0, 2], [1, 3]]))) == pytest.approx(3.0)
-    assert float(blobs.paired_ratio(d, c, np.array([[0, 3]]))) == pytest.approx(3.0)
-    assert float(blobs.paired_ratio(d, c, np.array([[0, 1]]))) == pytest.approx(0.5)
-
-
-def test_context_ratio_is_one_for_mixed_contexts():
-    rng = np.random.default_rng(0)
-    p = rng.normal(size=(400, 5))
-    c = np.tile([0, 1], 200)
-    d = np.sqrt(_d2(p))
-    assert float(blobs.context_ratio(d, c)) == pytest.approx(1.0, abs=0.02)
-    far = p + 50.0 * c[:, None]  # the contexts pulled apart
-    assert float(blobs.context_ratio(np.sqrt(_d2(far)), c)) > 10
-
-
-def test_distance_correlation_is_pearson_over_the_upper_triangle(x64):
-    rng = np.random.default_rng(1)
-    a, b = np.sqrt(_d2(rng.normal(size=(20, 3)))), np.sqrt(_d2(rng.normal(size=(20, 3))))
-    iu = np.triu_indices(20, 1)
-    b_lower = b.copy()
-    b_lower[np.tril_indices(20, -1)] = 99.0  # the lower triangle must be ignored
-    expected = pearsonr(a[iu], b[iu])[0]
-    assert float(blobs.distance_correlation(a, b_lower)) == pytest.approx(expected, abs=1e-12)
-    assert float(blobs.distance_correlation(a, 3 * a + 2)) == pytest.approx(1.0, abs=1e-12)
-    assert np.isnan(float(blobs.distance_correlation(a, np.ones((20, 20)))))
-
-
-@pytest.mark.parametrize(
-    "call, match",
-    [
-        (lambda: blobs.context_ratio(np.zeros((4, 4)), np.zeros(4, int)), "two contexts"),
-        (lambda: blobs.context_ratio(np.zeros((4, 4)), np.array([0, 1, 2, 3])), "two points"),
-        (lambda: blobs.context_ratio(np.zeros((4, 4)), np.zeros(3, int)), "shape"),
-        (lambda: blobs.context_ratio(np.zeros((3, 4)), np.zeros(3, int)), "square"),
-        (
-            lambda: blobs.paired_ratio(np.zeros((4, 4)), np.array([0, 0, 1, 1]), [[0, 4]]),
-            "index",
-        ),
-        (lambda: blobs.distance_correlation(np.zeros((2, 2)), np.zeros((2, 2))), "n >= 3"),
-    ],
-)
-def test_numbers_reject_bad_input(call, match):
-    with pytest.raises(ValueError, match=match):
-        call()
-
-
-def test_blob_metrics_on_the_blob_data():
-    x, y, context, _, pairs = blobs._blob_data()
-    n = x.shape[0]
-    rng = np.random.default_rng(0)
-    noise = rng.normal(size=(n, 100))
-    # record 0: the inputs themselves (zero-padded); record 1: noise; record 2: a NaN
-    h = np.stack([np.pad(x, ((0, 0), (0, 100 - x.shape[1]))), noise, noise])
-    h[2, 0, 0] = np.nan
-    m = blobs.blob_metrics(h.astype(np.float32), x, y, context, pairs)
-    assert m.shape == (3, len(blobs.METRICS))
-    r_input, r_target, ratio, paired = m[0]
-    assert r_input == pytest.approx(1.0, abs=1e-6)  # float32 records
-    d_x = np.sqrt(_d2(x))
-    assert ratio == pytest.approx(float(blobs.context_ratio(d_x, context)), rel=1e-5)
-    assert paired == pytest.approx(float(blobs.paired_ratio(d_x, context, pairs)), rel=1e-5)
-    assert ratio > 5  # the context units dominate the input distances
-    assert abs(m[1, 0]) < 0.05 and m[1, 2] == pytest.approx(1.0, abs=0.01)
-    assert np.all(np.isnan(m[2]))
+def test_the_numbers_are_the_core_s():
+    # context_ratio, paired_ratio, blob_metrics (tests/test_contexts.py) and
+    # distance_correlation = metrics.upper_pearson (tests/test_metrics.py), re-exported
+    assert blobs.blob_metrics is contexts.blob_metrics and blobs.METRICS == contexts.METRICS
+    assert blobs.context_ratio is contexts.context_ratio
+    assert blobs.paired_ratio is contexts.paired_ratio
+    assert blobs.distance_correlation is metrics.upper_pearson
 
 
 # ----------------------------------------------------------------------------- presets, runs
