@@ -1,6 +1,7 @@
 """rep_align.kernel_rates: effective rates from tangent kernels (docs/theory.md §8), and the
-kernel-rates experiment."""
+kernel-rates experiment (experiments.kernel_rates, experiments.preset_kernels)."""
 
+import argparse
 import json
 
 import jax
@@ -425,13 +426,11 @@ def engine_two_layer(tmp_path_factory):
     return {s: (float(h0[i]), float(y0[i])) for i, s in enumerate(seeds)}
 
 
-def _source(tmp_path, engine, seeds=(0, 1)):
-    """A two-points output directory for the two_layer preset: its paper-size config, the
-    initial records from the sweep engine, and fitted rates (inputs here, not results)."""
-    from rep_align.experiments.two_points import protocol_preset
-
-    preset = protocol_preset("two_layer", quick=False)
-    rows = [
+def _fitted_rows(engine, seeds=(0, 1)):
+    """Per-seed rows as ``two_points.analyse_preset`` gives them, for the two_layer preset:
+    the initial records from the sweep engine, and fitted rates (inputs here, not
+    results)."""
+    return [
         dict(
             seed=s,
             eta_h=0.001 * (i + 1),
@@ -444,47 +443,30 @@ def _source(tmp_path, engine, seeds=(0, 1)):
         )
         for i, s in enumerate(seeds)
     ]
-    presets = {"two_layer": dict(config=preset.describe(), seeds=rows)}
-    src = tmp_path / "two_points"
-    src.mkdir()
-    (src / "summary.json").write_text(json.dumps(dict(settings=dict(quick=False), presets=presets)))
-    return src
 
 
 def test_initial_params_are_the_sweep_engines(engine_two_layer):
-    from rep_align.experiments import kernel_rates as ex
+    from rep_align.experiments import preset_kernels as pk
 
     preset = _short("two_layer")
     cfg = preset.config
     x, _ = cfg.data()
     for seed, (h0, y0) in engine_two_layer.items():
-        out, hid = cfg.network().apply(ex.initial_params(preset, seed), x)
+        out, hid = cfg.network().apply(pk.initial_params(preset, seed), x)
         dh = hid[cfg.layer_index][1] - hid[cfg.layer_index][0]
         np.testing.assert_allclose(float(jnp.sum(dh**2)), h0, rtol=1e-6)
         np.testing.assert_allclose(float(jnp.sum((out[1] - out[0]) ** 2)), y0, rtol=1e-5)
 
 
-def test_experiment_from_a_source(tmp_path, engine_two_layer):
+def test_kernel_rates_against_fitted_rows(engine_two_layer):
     from rep_align.experiments import kernel_rates as ex
     from rep_align.experiments.two_points import protocol_preset
+    from rep_align.files import jsonable
 
-    src = _source(tmp_path, engine_two_layer)
-    depth = tmp_path / "depth.json"
-    depth.write_text(
-        json.dumps(
-            dict(
-                config=protocol_preset("two_layer", quick=False).describe(),
-                seed=3,
-                layers=[dict(layer=0, eta_h=0.01, eta_y=0.04)],
-            )
-        )
-    )
-    out = tmp_path / "out"
-    res = ex.run_kernel_rates(source=src, depth=depth, out=out)
-    summary = json.loads((out / "summary.json").read_text())
-    assert (out / "kernel_rates.png").stat().st_size > 0
-    entry = summary["presets"]["two_layer"]
-    lr = protocol_preset("two_layer", quick=False).lr
+    preset = protocol_preset("two_layer", quick=False)
+    res = ex.preset_kernel_rates(preset, _fitted_rows(engine_two_layer), trace_seeds=1)
+    entry = jsonable(res)
+    lr = preset.lr
     for i, row in enumerate(entry["seeds"]):
         # a two-layer linear network: η_h = η_y = lr/2 at any weights (biases cancel in Δ)
         np.testing.assert_allclose([row["eta_h"], row["eta_y"]], lr / 2, rtol=1e-12)
@@ -503,39 +485,19 @@ def test_experiment_from_a_source(tmp_path, engine_two_layer):
         entry["summary"]["ratio_h"], entry["seeds"][0]["ratio_h"], rtol=1e-12
     )
     assert entry["summary"]["n_converged"] == 1
-    layers = summary["depth"]["layers"]
-    assert [r["layer"] for r in layers] == [0] and summary["depth"]["seed"] == 3
+    assert res.note == ""
+    depth = jsonable(ex.depth_kernel_rates(preset, 3, [dict(layer=0, eta_h=0.01, eta_y=0.04)]))
+    layers = depth["layers"]
+    assert [r["layer"] for r in layers] == [0] and depth["seed"] == 3
     np.testing.assert_allclose(layers[0]["h0"], engine_two_layer[3][0], rtol=1e-6)
     np.testing.assert_allclose(layers[0]["ratio_y"], lr / 2 / 0.04, rtol=1e-12)
-    assert res.presets["two_layer"].note == ""
 
 
-def test_experiment_rejects_mismatched_sources(tmp_path, engine_two_layer):
-    from rep_align.experiments import kernel_rates as ex
-
-    src = _source(tmp_path, engine_two_layer, seeds=(0,))
-    with pytest.raises(ValueError, match="not in"):
-        ex.run_kernel_rates(source=src, presets=["default"])
-    with pytest.raises(ValueError, match="unknown presets"):
-        ex.run_kernel_rates(source=src, presets=["two_layer"], motion=["nope"])
-    data = json.loads((src / "summary.json").read_text())
-    data["presets"]["two_layer"]["config"]["width"] = 64
-    (src / "summary.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="differ"):
-        ex.run_kernel_rates(source=src)
-    data["settings"]["quick"] = True
-    (src / "summary.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="quick"):
-        ex.run_kernel_rates(source=src)
-
-
-def test_motion_of_a_two_layer_linear_network(tmp_path, monkeypatch):
-    from rep_align.experiments import kernel_rates as ex
+def test_motion_of_a_two_layer_linear_network(monkeypatch):
+    from rep_align.experiments import preset_kernels as pk
 
     preset = _short("two_layer", steps=400)
-    mot = ex.kernel_motion(
-        preset, 0, segments=4, fitted=dict(eta_h=1e-3, eta_y=2e-3), root=tmp_path
-    )
+    mot = pk.kernel_motion(preset, 0, segments=4, fitted=dict(eta_h=1e-3, eta_y=2e-3))
     rows = mot.rows
     assert [r["step"] for r in rows] == [0, 100, 200, 300, 400]
     # its kernel rates stay lr/2 while its tangent kernel moves
@@ -554,7 +516,7 @@ def test_motion_of_a_two_layer_linear_network(tmp_path, monkeypatch):
         key=jax.random.key(0),
         lr=cfg.lr,
         steps=cfg.record_every,
-        params=ex.initial_params(preset, 0),
+        params=pk.initial_params(preset, 0),
         record_every=cfg.record_every,
     )
     h = np.asarray(traj.h[:, cfg.layer_index], np.float64)
@@ -562,40 +524,152 @@ def test_motion_of_a_two_layer_linear_network(tmp_path, monkeypatch):
         rows[0]["dh_dt_descent"], (h[1] - h[0]) / cfg.record_every, rtol=1e-6
     )
     assert np.isnan(rows[-1]["dh_dt_descent"])
-    # cached: a second call trains nothing
-    monkeypatch.setattr(ex.training, "train", lambda *a, **k: pytest.fail("retrained"))
-    again = ex.kernel_motion(preset, 0, segments=4, root=tmp_path)
+    # no cache: a second call trains again and gives the same rows
+    again = pk.kernel_motion(preset, 0, segments=4)
     assert [r["eta_h"] for r in again.rows] == [r["eta_h"] for r in rows]
+    assert np.isnan(again.rows[0]["dh_dt_fit"])
     with pytest.raises(ValueError, match="segments"):
-        ex.kernel_motion(preset, 0, segments=3)
+        pk.kernel_motion(preset, 0, segments=3)
+    with pytest.raises(ValueError, match="SGD"):
+        pk.motion_segment(_short("adam", steps=400), 4)
 
 
-def test_cli_from_a_source(tmp_path, engine_two_layer):
-    import argparse
+# ----------------------------------------------- the declaration, through the driver
 
+
+def test_settings_are_the_two_point_experiments_runs():
+    from rep_align.experiments import depth, two_points
+    from rep_align.experiments import kernel_rates as ex
+    from rep_align.presets import TWO_POINT_PRESETS
+
+    quick, full = ex.settings(True), ex.settings(False)
+    # as the former reproduce stage ran: quick the default preset, no motion; full all
+    assert quick.presets == ("default",) and quick.motion == ()
+    assert full.presets == tuple(TWO_POINT_PRESETS)
+    assert full.motion == ("default", "linear", "two_layer") and full.segments == 12
+    for q, s in ((True, quick), (False, full)):
+        assert s.seeds == two_points.settings(q).seeds
+        assert (s.depth_preset, s.depth_seed) == (depth.settings(q).preset, depth.settings(q).seed)
+    assert (quick.seeds, full.seeds) == (4, 3)
+    assert ex.EXPERIMENT.ours and ex.EXPERIMENT.checks_for(full) == []
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(presets=("nope",)), "presets"),
+        (dict(presets=()), "presets"),
+        (dict(motion=("nope",)), "motion"),
+        (dict(motion=("adam",)), "SGD"),
+        (dict(motion=("default",), segments=7), "segments"),
+        (dict(seeds=0), "seeds"),
+        (dict(trace_seeds=-1), "trace_seeds"),
+        (dict(depth_seed=4), "depth_seed"),
+        (dict(depth_preset="nope"), "depth_preset"),
+    ],
+)
+def test_bad_settings(change, match):
+    import dataclasses
+
+    from rep_align.experiments import kernel_rates as ex
+
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(ex.settings(True), **change)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Every preset at width ≤ 64, depth ≤ 4 and 2000 steps (the experiment's presets are
+    otherwise the paper's); the shallow preset over one seed, along training in 4 segments."""
+    from rep_align.experiments import two_points
+    from rep_align.presets import get_preset
+
+    def small(name, *, quick):
+        preset = get_preset(name).trajectory_protocol().quick()
+        return preset.replace(epochs=2000, record_every=10)
+
+    monkeypatch.setattr(two_points, "protocol_preset", small)
+    return dict(presets=("shallow",), seeds=1, motion=("shallow",), segments=4)
+
+
+def test_run_resume_and_figures(tiny, tmp_path):
+    from rep_align.experiments import _driver
+    from rep_align.experiments import kernel_rates as ex
+
+    change = tiny | dict(depth_preset="shallow")
+    first = _driver.run(ex.EXPERIMENT, tmp_path / "a", quick=True, changes=change)
+    assert first.ok and first.summary["runs_trained"] == 1
+    assert set(first.summary["figures"]) == {"kernel_rates.png", "kernel_motion.png"}
+    result = first.summary["result"]
+    entry = result["presets"]["shallow"]
+    (row,) = entry["seeds"]
+    assert row["converged"] and row["h0"] == pytest.approx(row["h0_record"], rel=1e-6)
+    # the decoder of the read-out layer is the last affine layer: η_y = lr/2 exactly
+    assert row["eta_y"] == pytest.approx(entry["config"]["lr"] / 2, rel=1e-12)
+    layers = result["depth"]["layers"]
+    assert [r["layer"] for r in layers] == [0, 1]
+    # the read-out layer's per-layer fit is the preset's fit of the same record
+    assert layers[1]["eta_h_fit"] == pytest.approx(row["eta_h_fit"], rel=1e-6)
+    motion = result["motion"]["shallow"]
+    assert motion["fitted"] == dict(eta_h=row["eta_h_fit"], eta_y=row["eta_y_fit"])
+    assert [r["step"] for r in motion["rows"]] == [0, 500, 1000, 1500, 2000]
+    # headlines of the default and two_layer presets only, reported without a check
+    assert first.headlines == ()
+    # killed after training: the store holds the run; nothing is retrained and the
+    # recomputed run along training is the same
+    (tmp_path / "a" / "summary.json").unlink()
+    again = _driver.run(ex.EXPERIMENT, tmp_path / "a", quick=True, changes=change)
+    assert again.summary["runs_trained"] == 0 and not again.reused
+    assert again.summary["result"] == result
+    # a second preset on the same store: only its runs are trained
+    more = dict(change, presets=("shallow", "two_layer"), motion=())
+    other = _driver.run(
+        ex.EXPERIMENT, tmp_path / "b", quick=True, changes=more, store=tmp_path / "a" / "store"
+    )
+    assert other.summary["runs_trained"] == 1
+    assert other.summary["result"]["presets"]["shallow"] == entry
+    heads = other.headlines
+    assert [h.name for h in heads] == [
+        "two_layer: η_h kernel / fitted",
+        "two_layer: η_y kernel / fitted",
+        "two_layer: h∞ from init-time kernel rates",
+    ]
+    n = other.summary["result"]["presets"]["two_layer"]["summary"]["n_converged"]
+    assert all(h.agrees is None and h.criterion == "" and h.n == n for h in heads)
+
+
+def test_cli(request, tmp_path, capsys):
     from rep_align.cli import kernel_rates as cli
 
-    src = _source(tmp_path, engine_two_layer, seeds=(0,))
     parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
+    cli.add_arguments(parser)  # its help quotes the full settings: before the tiny presets
+    request.getfixturevalue("tiny")
     out = tmp_path / "cli"
     args = parser.parse_args(
-        ["--from", str(src), "--motion", "--out", str(out), "--trace-seeds", "0"]
+        ["--quick", "--presets", "two_layer", "--seeds", "1", "--motion", "--trace-seeds", "0"]
+        + ["--no-depth", "--out", str(out)]
+    )
+    assert cli.changes(args) == dict(
+        presets=("two_layer",), seeds=1, motion=(), trace_seeds=0, depth_preset=None
     )
     assert cli.run(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["presets"]) == ["two_layer"] and summary["motion"] == {}
-    assert summary["presets"]["two_layer"]["seeds"][0]["eta_h_trace"] is None
+    result = summary["result"]
+    assert list(result["presets"]) == ["two_layer"] and result["motion"] == {}
+    assert result["depth"] is None
+    assert result["presets"]["two_layer"]["seeds"][0]["eta_h_trace"] is None
+    assert "two_layer: η_h kernel / fitted" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_experiment_trains_and_fits_when_given_no_source(tmp_path):
-    # the training path: a paper-size preset trained and fitted here, its depth profile
-    # fitted from the same stored run, and a second call that reuses the store (~2 min)
+def test_experiment_at_the_paper_size(tmp_path):
+    # a paper-size preset trained and fitted, its depth profile fitted from the same
+    # stored run (~2 min)
+    from rep_align.experiments import _driver
     from rep_align.experiments import kernel_rates as ex
 
-    kwargs = dict(presets=["shallow"], seeds=1, depth_preset="shallow", out=tmp_path)
-    first = ex.run_kernel_rates(**kwargs).to_json()
+    change = dict(presets=("shallow",), seeds=1, depth_preset="shallow")
+    first = _driver.run(ex.EXPERIMENT, tmp_path, quick=True, changes=change).summary["result"]
     row = first["presets"]["shallow"]["seeds"][0]
     assert row["h0"] == pytest.approx(row["h0_record"], rel=1e-6)
     layers = first["depth"]["layers"]
@@ -604,5 +678,7 @@ def test_experiment_trains_and_fits_when_given_no_source(tmp_path):
     assert layers[1]["eta_h_fit"] == pytest.approx(row["eta_h_fit"], rel=1e-6)
     # the decoder of the read-out layer is the last affine layer: η_y = lr/2 exactly
     assert row["eta_y"] == pytest.approx(first["presets"]["shallow"]["config"]["lr"] / 2, rel=1e-12)
-    second = ex.run_kernel_rates(**kwargs).to_json()
-    assert second["presets"] == first["presets"]
+    (tmp_path / "summary.json").unlink()
+    second = _driver.run(ex.EXPERIMENT, tmp_path, quick=True, changes=change)
+    assert second.summary["runs_trained"] == 0
+    assert second.summary["result"]["presets"] == first["presets"]

@@ -3,21 +3,18 @@ through their former ``reproduce`` stage functions. Each experiment's module rep
 entry here with an ``EXPERIMENT`` declaration; this module goes when the last one has.
 
 A stage's experiment writes its own files into ``<experiment dir>/stage`` (the driver owns
-the experiment directory itself); stages that read another stage's output find it through
-``_source``.
+the experiment directory itself).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rep_align.experiments._protocol import Experiment, Headline
-from rep_align.files import write_json
 
 __all__ = ["LEGACY", "StageSettings"]
 
@@ -43,20 +40,6 @@ class StageSettings:
     described: Mapping[str, Any]
 
 
-def _source(out: Path, stage: str) -> Path:
-    """A directory holding stage ``stage``'s result as its ``summary.json`` (and the depth
-    profile as ``depth.json``), in the layout the former stages read."""
-    root = out.parent.parent
-    where = out / f"from_{stage}"
-    rec = json.loads((root / stage / "summary.json").read_text())
-    write_json(where / "summary.json", rec["result"] if "experiment" in rec else rec)
-    depth = root / "depth" / "summary.json"
-    if depth.exists():
-        d = json.loads(depth.read_text())
-        write_json(where / "depth.json", d["result"] if "experiment" in d else d)
-    return where
-
-
 # --------------------------------------------------------------------------------------
 # helpers
 
@@ -74,59 +57,6 @@ def _check(value: float, op: str, bound: float) -> bool | None:
     if not math.isfinite(value):
         return False
     return {">=": value >= bound, "<": value < bound, "<=": value <= bound, ">": value > bound}[op]
-
-
-# --------------------------------------------------------------------------------------
-# stage: rates read off the tangent kernels (this project's addition)
-
-
-def _kernel_rates_settings(quick: bool) -> dict[str, Any]:
-    if quick:
-        return dict(presets=["default"], source="two_points stage", motion=[])
-    return dict(presets="all", source="two_points stage", motion=["default", "linear", "two_layer"])
-
-
-def _kernel_rates_run(out: Path, quick: bool) -> Mapping[str, Any]:
-    from rep_align.experiments.kernel_rates import run_kernel_rates
-
-    s = _kernel_rates_settings(quick)
-    source = _source(out, "two_points")
-    if not (source / "summary.json").exists():
-        raise RuntimeError("the kernel-rates stage reads the two_points stage; run it first")
-    presets = None if s["presets"] == "all" else s["presets"]
-    depth = source / "depth.json"
-    return run_kernel_rates(
-        source=str(source),
-        depth=str(depth) if depth.exists() else None,
-        presets=presets,
-        motion=s["motion"],
-        out=str(out),
-    ).to_json()
-
-
-def _kernel_rates_headlines(result: Mapping[str, Any], quick: bool) -> list[Headline]:
-    heads = []
-    for name, entry in result["presets"].items():
-        sm = entry["summary"]
-        n = sm.get("n_converged", 1)
-        if name not in ("default", "two_layer"):
-            continue
-        heads += [
-            Headline(
-                f"{name}: η_h kernel / fitted",
-                sm["ratio_h"],
-                n=n,
-                note="1 where the theory is exact (two-layer linear, docs/theory.md §8)",
-            ),
-            Headline(f"{name}: η_y kernel / fitted", sm["ratio_y"], n=n),
-            Headline(
-                f"{name}: h∞ from init-time kernel rates",
-                sm["h_inf_kernel"],
-                n=n,
-                note=f"measured {sm['h_final']:.3g}, fitted-rate theory {sm['h_inf_fit']:.3g}",
-            ),
-        ]
-    return heads
 
 
 # --------------------------------------------------------------------------------------
@@ -264,21 +194,6 @@ def register_stage(stage: Stage) -> None:
         figures=lambda result, settings: None,
     )
 
-
-register_stage(
-    Stage(
-        name="kernel_rates",
-        title="Effective rates read off the tangent kernels (not in the paper)",
-        claim=(
-            "This project's addition (docs/theory.md §8): the rates η_h, η_y estimated from "
-            "the network's tangent kernels at initialisation, against the fitted rates. Exact "
-            "for a two-layer linear network; reported, not claimed, elsewhere."
-        ),
-        run=_kernel_rates_run,
-        headlines=_kernel_rates_headlines,
-        settings=_kernel_rates_settings,
-    )
-)
 
 register_stage(
     Stage(

@@ -25,7 +25,8 @@ def kernel_rate_overview(summary: Mapping) -> Figure:
     """Kernel/fitted rate ratios per preset and per layer, and h∞ predicted vs measured.
 
     Arguments:
-        summary: the experiment's ``summary.json`` (``presets``, ``depth``).
+        summary: the experiment's result as JSON (``result`` of its ``summary.json``,
+            or ``files.jsonable`` of a ``KernelRatesResult``): ``presets``, ``depth``.
 
     Returns:
         A ``Figure`` with three panels: (a) kernel/fitted for η_h and η_y per preset, one
@@ -110,7 +111,7 @@ def kernel_rate_overview(summary: Mapping) -> Figure:
 
 def kernel_motion(summary: Mapping) -> Figure:
     """Kernel rates along training, relative to the fitted rates, for each run in
-    ``summary["motion"]``.
+    ``summary["motion"]`` (the experiment's result as JSON, as ``kernel_rate_overview``).
 
     Returns:
         A ``Figure`` with one column per run: top, η_h and η_y of the kernels over
