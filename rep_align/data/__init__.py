@@ -7,6 +7,8 @@
   read by ``read_idx``), and fixed choices of images, ``mnist_subset`` and
   ``mnist_pair``.
 - Shuffling: ``minibatches``, ``epoch_permutations``, ``split_batches``.
+- The many-point runs' datasets by name (``RunConfig.task``): ``task_data``, with
+  ``task_dims`` and ``task_size``.
 """
 
 from rep_align.data._batches import epoch_permutations, minibatches, split_batches
@@ -20,6 +22,7 @@ from rep_align.data._mnist import (
     mnist_subset,
     read_idx,
 )
+from rep_align.data._tasks import POINTS_TASKS, task_data, task_dims, task_size
 from rep_align.data._toy import hierarchy, two_points, xor
 
 __all__ = [
@@ -38,4 +41,8 @@ __all__ = [
     "minibatches",
     "epoch_permutations",
     "split_batches",
+    "POINTS_TASKS",
+    "task_data",
+    "task_dims",
+    "task_size",
 ]
