@@ -13,8 +13,9 @@ Execution (docs/architecture.md, "How a run flows"):
   real run (dropped before writing), so every chunk has the same shape. With
   ``runs_per_device`` n, a chunk is instead split into blocks of n runs (the last one not
   padded), block k running as one vmapped call on device k mod (devices). Within a group,
-  runs are ordered by (lr, gain, dx2, dy2, seed), so an adaptive solve's chunk holds runs
-  of similar stiffness.
+  pair runs are ordered by (lr, gain, dx2, dy2, seed), so an adaptive solve's chunk holds
+  runs of similar stiffness; points runs (``RunConfig.record``) keep their plan order, so
+  that the runs of an experiment's list share blocks as they always have.
 - A group's chunks are trained by ``rep_align.sweep.runner.GroupRunner``. Runs with a
   ``stop_loss`` train in segments of ``runner.STOP_SEGMENT_RECORDS`` records; after each
   segment the runs below the loss stop, and the next segment trains only those still going
@@ -99,8 +100,9 @@ class Group:
 
 
 def groups_of(runs: Iterable[RunConfig]) -> list[Group]:
-    """The runs grouped by static settings (first appearance order), each group sorted by
-    (lr, gain, dx2, dy2, seed) so that similar stiffness sits side by side."""
+    """The runs grouped by static settings (first appearance order); a group of pair runs
+    sorted by (lr, gain, dx2, dy2, seed) so that similar stiffness sits side by side, a
+    group of points runs in plan order (module docstring)."""
     by_key: dict[tuple, list[RunConfig]] = {}
     for r in runs:
         by_key.setdefault(r.static_key, []).append(r)
@@ -114,7 +116,8 @@ def groups_of(runs: Iterable[RunConfig]) -> list[Group]:
             if not (name in ADDED_FIELDS and getattr(first, name) == _DEFAULTS[name])
         ]
         text = json.dumps([list(k) if isinstance(k, tuple) else k for k in values])
-        members = sorted(members, key=lambda r: (r.lr, r.gain, r.dx2, r.dy2, r.seed))
+        if first.record == "pair":
+            members = sorted(members, key=lambda r: (r.lr, r.gain, r.dx2, r.dy2, r.seed))
         gkey = hashlib.sha256(text.encode()).hexdigest()[:8]
         out.append(Group(key=gkey, static=members[0], runs=tuple(members)))
     return out
@@ -125,17 +128,28 @@ def estimate_run_bytes(cfg: RunConfig) -> int:
 
     Counts parameters, gradients and updates (×3, plus 2 Adam moments), a factor 2 for
     XLA's temporaries, the forward activations of all points, and the recorded observables
-    ``(steps/record_every + 1) × (layers + 4)`` (twice: scan buffer and output). Gradient
-    flow adds Tsit5's 7 stages and error estimate. Meant for sizing chunks, not exact.
+    ``(steps/record_every + 1) × (layers + 4)`` (twice: scan buffer and output); for a
+    points run the records are the probe points' hidden and output values at each of its
+    ``epochs/record_every + 1`` records. Gradient flow adds Tsit5's 7 stages and error
+    estimate. Meant for sizing chunks, not exact.
     """
     net = cfg.network()
     dummy = jax.eval_shape(lambda k: net.init(k), jax.random.key(0))
     n_params = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(dummy))
     item = jnp.dtype(cfg.dtype).itemsize
     copies = 3 + (2 if cfg.optimizer == "adam" else 0) + (9 if cfg.method == "flow" else 0)
-    act = cfg.n_points * sum(math.prod(s) for s in net.hidden_shapes) * 4
-    n_rec = cfg.steps // cfg.record_every + 1
-    records = 2 * n_rec * (net.num_hidden + 4)
+    n = cfg.n_points
+    if n is None:  # MNIST from a directory: its size is known once it is read
+        n = len(cfg.data()[0])
+    act = n * sum(math.prod(s) for s in net.hidden_shapes) * 4
+    if cfg.record == "points":
+        probes = len(cfg.probe) or n
+        n_rec = cfg.epochs // cfg.record_every + 1
+        feat = math.prod(net.hidden_shapes[cfg.layer_index])
+        records = 2 * n_rec * (probes * (feat + net.out_dim) + 2)
+    else:
+        n_rec = cfg.steps // cfg.record_every + 1
+        records = 2 * n_rec * (net.num_hidden + 4)
     return int(item * (2 * copies * n_params + act + records) + 4096)
 
 
@@ -265,7 +279,10 @@ def run_sweep(
                 res = runner.run(traced_inputs(padded, cfg.dtype), len(runs))
                 fitted = fit_chunk(cfg, res) if spec.fit else None
                 store.write_chunk(out, group.key, runs, res, spec, fitted)
-                n_bad += int(np.sum(res["diverged"] | ~res["solver_ok"]))
+                failed = (
+                    res["diverged"] | ~res["solver_ok"] if "solver_ok" in res else res["diverged"]
+                )
+                n_bad += int(np.sum(failed))
                 n_chunks += 1
                 finished += len(runs)
                 if progress is not None:

@@ -3,7 +3,9 @@
 ``GroupRunner`` holds the compiled functions of one group (runs sharing their static
 settings; docs/architecture.md) and trains a chunk of its runs: whole runs in one call, or,
 for runs with a ``stop_loss``, in segments after which the runs below the loss stop
-(``STOP_SEGMENT_RECORDS`` records per segment). Used by ``rep_align.sweep.engine``.
+(``STOP_SEGMENT_RECORDS`` records per segment). A pair run trains with ``training.train``
+or ``training.gradient_flow``, a points run with ``training.train_epochs`` on its task's
+data (``data.task_data``, loaded once per group). Used by ``rep_align.sweep.engine``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import numpy as np
 
 from rep_align.config import TRACED_FIELDS, RunConfig
 
-__all__ = ["GroupRunner", "STOP_SEGMENT_RECORDS", "traced_inputs"]
+__all__ = ["GroupRunner", "SNAPSHOT_FIELDS", "STOP_SEGMENT_RECORDS", "traced_inputs"]
 
 #: Records per training segment of runs with a ``stop_loss``.
 STOP_SEGMENT_RECORDS = 20
+#: The outputs of a points run: the fields of ``training.Snapshots``.
+SNAPSHOT_FIELDS = ("epochs", "loss", "accuracy", "hidden", "outputs", "diverged", "diverged_epoch")
 
 
 # ------------------------------------------------------------------------ one run
@@ -115,6 +119,27 @@ def _whole_run(cfg: RunConfig, p):
     return _outputs(cfg, traj)
 
 
+def _points_run(cfg: RunConfig, x: np.ndarray, y: np.ndarray, p):
+    """One points run of ``cfg``'s group on the data ``(x, y)``: its ``Snapshots`` fields."""
+    from rep_align.training import train_epochs
+
+    snaps = train_epochs(
+        cfg.network(),
+        x,
+        y,
+        key=jax.random.key(p["seed"]),
+        lr=p["lr"],
+        gain=p["gain"],
+        epochs=cfg.epochs,
+        layer=cfg.layer_index,
+        optimizer=cfg.optimizer,
+        batch_size=cfg.batch_size or None,
+        record_every=cfg.record_every,
+        probe=np.asarray(cfg.probe, np.int64) if cfg.probe else None,
+    )
+    return {n: getattr(snaps, n) for n in SNAPSHOT_FIELDS}
+
+
 def _segment(cfg: RunConfig, steps: int, p, params):
     traj, final = _train_run(cfg, steps, p, params)
     return traj, final
@@ -145,6 +170,11 @@ class GroupRunner:
         self.devices = list(devices)
         self.per_block = per_block
         self._fns: dict[int | None, Callable] = {}
+        self._data = None
+        if cfg.record == "points":
+            from rep_align.data import task_data
+
+            self._data = task_data(cfg.task, mnist_source=cfg.mnist_source)
 
     def function(self, steps: int | None) -> Callable:
         """The batched function of whole runs (``steps`` None) or of training segments."""
@@ -152,11 +182,12 @@ class GroupRunner:
             from rep_align.devices import vmap_over_devices
 
             cfg = self.cfg
-            one = (
-                functools.partial(_whole_run, cfg)
-                if steps is None
-                else functools.partial(_segment, cfg, steps)
-            )
+            if self._data is not None:
+                one = functools.partial(_points_run, cfg, *self._data)
+            elif steps is None:
+                one = functools.partial(_whole_run, cfg)
+            else:
+                one = functools.partial(_segment, cfg, steps)
             if self.per_block:
                 self._fns[steps] = jax.jit(jax.vmap(one))
             else:
@@ -189,6 +220,9 @@ class GroupRunner:
             None, [(({k: v[rows] for k, v in inputs.items()},), dev) for rows, dev in blocks]
         )
         joined = {k: np.concatenate([np.asarray(o[k]) for o in outs]) for k in outs[0]}
+        if self._data is not None:  # summaries of points runs, taken here, not compiled
+            joined["loss_final"] = joined["loss"][:, -1]
+            joined["accuracy_final"] = joined["accuracy"][:, -1]
         return {k: v[:n_real] for k, v in joined.items()}
 
     def _run_stopping(self, inputs: Mapping[str, np.ndarray], n_real: int) -> dict:

@@ -1,9 +1,11 @@
 """Sweep specs: fixed settings and axes whose product is the set of runs (TOML or Python).
 
 A ``SweepSpec`` names fixed settings and *axes* (lists of values) of ``RunConfig``; the
-product of the axes is the set of runs, in plan order (first axis slowest). Specs are
-validated on construction, before anything is compiled; ``load_spec`` reads the TOML layout
-documented at ``spec_from_dict`` and ``SweepSpec.to_toml`` writes it back.
+product of the axes is the set of runs, in plan order (first axis slowest). A spec may
+instead list its runs one by one (``per_run``: each run's settings on top of the fixed
+ones), for a set of runs that is not a product, such as an experiment's many-point runs.
+Specs are validated on construction, before anything is compiled; ``load_spec`` reads the
+TOML layout documented at ``spec_from_dict`` and ``SweepSpec.to_toml`` writes it back.
 """
 
 from __future__ import annotations
@@ -72,6 +74,30 @@ def _expand_axis(name: str, values: Any) -> tuple:
     return tuple(values)
 
 
+def _settings(where: str, table: Any) -> dict[str, Any]:
+    """One table of settings (a mapping, ``(name, value)`` pairs as a normalised spec holds
+    them, or a ``RunConfig``'s changes), coerced and checked."""
+    if isinstance(table, RunConfig):
+        table = table.changes()
+    elif isinstance(table, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in table):
+        table = dict(table)
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where}: expected a table of settings, got {table!r}")
+    out = {}
+    for name, value in table.items():
+        if name not in FIELDS:
+            raise ValueError(
+                f"{where}: unknown setting {name!r}; known settings: {', '.join(FIELDS)}"
+            )
+        try:
+            value = coerce_setting(name, value)
+            check_setting(name, value)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        out[name] = value
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
     """A declarative sweep: fixed settings, axes, and output/execution options.
@@ -98,13 +124,18 @@ class SweepSpec:
             n ≥ 1 gives every chunk exactly n runs per device (the last one padded), on as
             many devices as the group needs, so that a run's numbers do not depend on how
             many runs the sweep has (the experiments use 4; docs/architecture.md).
+        per_run: the runs listed one by one instead of ``axes``: each a table of settings
+            applied on top of ``fixed`` (a mapping, or a ``RunConfig``, whose settings that
+            differ from the defaults are taken), in plan order. Stored normalised: the
+            settings every run shares move to ``fixed``, each table keeps the rest.
 
     Raises:
         ValueError: naming the problem: an unknown setting or option, an empty axis, a value
             of the wrong type or range (negative width, unknown activation, lr ≤ 0, ...),
             duplicate axis values, a setting both fixed and swept, a setting that does not
             apply (dx2 for "xor", rtol for "descent"), an incompatible combination (a CNN
-            too short for its kernels, record_every not dividing steps, ...).
+            too short for its kernels, record_every not dividing steps, ...), both
+            ``axes`` and ``per_run``, a run listed twice, ``fit`` with points runs.
     """
 
     axes: tuple[tuple[str, tuple], ...] = ()
@@ -115,6 +146,7 @@ class SweepSpec:
     memory_budget_mb: float = 2048.0
     max_chunk: int = 1024
     runs_per_device: int = 0
+    per_run: tuple[tuple[tuple[str, Any], ...], ...] = ()
 
     def __post_init__(self) -> None:
         axes = self.axes.items() if isinstance(self.axes, Mapping) else self.axes
@@ -145,6 +177,11 @@ class SweepSpec:
             value = coerce_setting(name, value)
             check_setting(name, value)
             norm_fixed.append((name, value))
+        if self.per_run:
+            if norm_axes:
+                raise ValueError("give axes or per_run (the runs one by one), not both")
+            norm_fixed, per_run = _factor(dict(norm_fixed), self.per_run)
+            object.__setattr__(self, "per_run", per_run)
         object.__setattr__(self, "axes", tuple(norm_axes))
         object.__setattr__(self, "fixed", tuple(sorted(norm_fixed)))
         if not isinstance(self.name, str) or not self.name:
@@ -169,11 +206,12 @@ class SweepSpec:
 
     @property
     def num_runs(self) -> int:
-        """Number of runs: the product of the axis lengths."""
-        return math.prod(len(v) for _, v in self.axes)
+        """Number of runs: the product of the axis lengths, or of the listed runs."""
+        return len(self.per_run) if self.per_run else math.prod(len(v) for _, v in self.axes)
 
     def runs(self) -> list[RunConfig]:
-        """Every run of the sweep, in plan order (product of the axes, first axis slowest)."""
+        """Every run of the sweep, in plan order (product of the axes, first axis slowest;
+        or the order of ``per_run``)."""
         return list(self._runs)
 
     @property
@@ -198,6 +236,10 @@ class SweepSpec:
             "[fixed]",
         ]
         lines += [f"{k} = {_toml_value(v)}" for k, v in self.fixed]
+        if self.per_run:
+            for table in self.per_run:
+                lines += ["", "[[per_run]]", *(f"{k} = {_toml_value(v)}" for k, v in table)]
+            return "\n".join(lines) + "\n"
         lines += ["", "[axes]"]
         lines += [f"{k} = {_toml_value(list(v))}" for k, v in self.axes]
         return "\n".join(lines) + "\n"
@@ -205,31 +247,74 @@ class SweepSpec:
     # -- validation ---------------------------------------------------------------------
 
     def _check_runs(self) -> None:
-        set_names = {n for n, _ in self.axes} | {n for n, _ in self.fixed}
         base = dict(self.fixed)
-        method_values = dict(self.axes).get("method", (base.get("method", "descent"),))
-        task_values = dict(self.axes).get("task", (base.get("task", "two_points"),))
-        if "flow" not in method_values:
-            for n in FLOW_ONLY:
-                if n in set_names:
-                    raise ValueError(f"setting {n!r} applies only to method 'flow'")
-        if "two_points" not in task_values:
-            for n in TWO_POINT_ONLY:
-                if n in set_names:
-                    raise ValueError(f"setting {n!r} applies only to task 'two_points'")
+        if self.per_run:
+            tables = [dict(t) for t in self.per_run]
+            for table in tables:
+                _check_applicable({**base, **table}, {})
+        else:
+            _check_applicable(base, dict(self.axes))
+            names = [n for n, _ in self.axes]
+            combos = itertools.product(*(v for _, v in self.axes))
+            tables = [dict(zip(names, combo, strict=True)) for combo in combos]
         # Every run is checked on construction (RunConfig checks its settings in
-        # combination); name the axis values of the first run that fails.
-        names = [n for n, _ in self.axes]
+        # combination); name the axis values (or the listed run) of the first that fails.
         runs = []
-        for combo in itertools.product(*(v for _, v in self.axes)):
+        for k, table in enumerate(tables):
             try:
-                runs.append(RunConfig(**base, **dict(zip(names, combo, strict=True))))
+                runs.append(RunConfig(**base, **table))
             except ValueError as err:
-                where = ", ".join(f"{n}={v!r}" for n, v in zip(names, combo, strict=True))
+                where = ", ".join(f"{n}={v!r}" for n, v in table.items())
+                if self.per_run:
+                    where = f"run {k} of per_run" + (f": {where}" if where else "")
                 raise ValueError(
                     f"{err} (in the run with {where})" if where else str(err)
                 ) from None
+        ids = [r.run_id for r in runs]
+        if len(set(ids)) != len(ids):
+            first = next(i for i, r in enumerate(ids) if ids.index(r) != i)
+            raise ValueError(f"run {first} of per_run repeats run {ids.index(ids[first])}")
+        if self.fit and any(r.record == "points" for r in runs):
+            raise ValueError(
+                "option 'fit' fits the rates of pair runs (docs/theory.md §5); it does not "
+                "apply to record 'points' runs"
+            )
         object.__setattr__(self, "_runs", tuple(runs))
+
+
+def _check_applicable(base: Mapping[str, Any], axes: Mapping[str, tuple]) -> None:
+    """Settings set (fixed or swept) that no run of the method or task uses are refused."""
+    set_names = set(base) | set(axes)
+    if "flow" not in axes.get("method", (base.get("method", "descent"),)):
+        for n in FLOW_ONLY:
+            if n in set_names:
+                raise ValueError(f"setting {n!r} applies only to method 'flow'")
+    if "two_points" not in axes.get("task", (base.get("task", "two_points"),)):
+        for n in TWO_POINT_ONLY:
+            if n in set_names:
+                raise ValueError(f"setting {n!r} applies only to task 'two_points'")
+
+
+def _factor(fixed: dict[str, Any], per_run: Sequence[Any]) -> tuple[list, tuple]:
+    """``(fixed, per_run)`` normalised: the settings every listed run shares (values
+    included) become fixed, each run's table keeps the rest, both sorted by name.
+
+    Raises:
+        ValueError: for a table that is not one, an unknown or invalid setting, or a
+            setting both fixed and set per run.
+    """
+    if isinstance(per_run, Mapping) or not isinstance(per_run, Sequence):
+        raise ValueError(f"per_run must be a list of tables of settings, got {per_run!r}")
+    runs = []
+    for k, table in enumerate(per_run):
+        table = _settings(f"run {k} of per_run", table)
+        both = sorted(set(table) & set(fixed))
+        if both:
+            raise ValueError(f"setting {both[0]!r} is both fixed and set in run {k} of per_run")
+        runs.append({**fixed, **table})
+    common = {n: v for n, v in runs[0].items() if all(n in r and r[n] == v for r in runs[1:])}
+    tables = tuple(tuple(sorted((n, v) for n, v in r.items() if n not in common)) for r in runs)
+    return sorted(common.items()), tables
 
 
 def _toml_value(v: Any) -> str:
@@ -248,27 +333,34 @@ def spec_from_dict(data: Mapping[str, Any]) -> SweepSpec:
     """Build a ``SweepSpec`` from the parsed TOML layout.
 
     Layout: top-level options (``name``, ``fit``, ``save_trajectories``,
-    ``memory_budget_mb``, ``max_chunk``), a table ``[fixed]`` of settings and a table
-    ``[axes]`` of lists (or generator tables ``{range = N}``, ``{range = [a, b]}``,
-    ``{linspace = [start, stop, num]}``, ``{geomspace = [start, stop, num]}``).
+    ``memory_budget_mb``, ``max_chunk``, ``runs_per_device``), a table ``[fixed]`` of
+    settings and a table ``[axes]`` of lists (or generator tables ``{range = N}``,
+    ``{range = [a, b]}``, ``{linspace = [start, stop, num]}``,
+    ``{geomspace = [start, stop, num]}``); or, instead of ``[axes]``, the runs one by one
+    as an array of tables ``[[per_run]]``, each with the settings of one run on top of
+    ``[fixed]``.
 
     Raises:
         ValueError: for an unknown top-level key or table, or anything ``SweepSpec`` rejects.
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"a sweep spec must be a table, got {type(data).__name__}")
-    unknown = [k for k in data if k not in (*_OPTIONS, "fixed", "axes")]
+    unknown = [k for k in data if k not in (*_OPTIONS, "fixed", "axes", "per_run")]
     if unknown:
         raise ValueError(
             f"unknown top-level key {unknown[0]!r} in sweep spec; expected "
-            f"{', '.join(_OPTIONS)}, [fixed] and [axes]"
+            f"{', '.join(_OPTIONS)}, [fixed], [axes] and [[per_run]]"
         )
     for table in ("fixed", "axes"):
         if table in data and not isinstance(data[table], Mapping):
             raise ValueError(f"[{table}] must be a table")
+    per_run = data.get("per_run", [])
+    if not isinstance(per_run, list):
+        raise ValueError("per_run must be an array of tables ([[per_run]])")
     return SweepSpec(
         axes=tuple(dict(data.get("axes", {})).items()),
         fixed=tuple(dict(data.get("fixed", {})).items()),
+        per_run=tuple(per_run),
         **{k: data[k] for k in _OPTIONS if k in data},
     )
 

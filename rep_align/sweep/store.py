@@ -8,7 +8,10 @@ Layout::
                               setting, status flags, summary scalars, fitted rates) and,
                               unless ``save_trajectories = false``, the recorded
                               trajectories ``loss (n, T)``, ``h (n, T, L)``, ``y``, ``w``,
-                              ``m (n, T)`` with ``times (T,)`` in gradient steps
+                              ``m (n, T)`` with ``times (T,)`` in gradient steps; for
+                              points runs the snapshots ``loss``, ``accuracy (n, T)``,
+                              ``hidden (n, T, P, F)``, ``outputs (n, T, P, out)`` with
+                              ``times (T,)`` in epochs (``SweepResults.snapshots``)
     DIR/results.csv           one row per finished run (the scalar columns), rewritten at the
                               end of every ``run_sweep`` call
 
@@ -71,11 +74,20 @@ SCALARS = (
 )
 #: Recorded trajectories, stored unless ``save_trajectories = false``.
 TRAJECTORIES = ("loss", "h", "y", "w", "m")
+#: Per-run scalar outputs of points runs.
+POINTS_SCALARS = ("diverged", "diverged_epoch", "loss_final", "accuracy_final")
+#: Snapshots of points runs (``training.Snapshots``, the epochs as ``times``), stored
+#: unless ``save_trajectories = false``.
+SNAPSHOTS = ("loss", "accuracy", "hidden", "outputs")
 #: Columns of a chunk that hold no per-run values.
-_META = ("__format__", "spec_hash", "times", *TRAJECTORIES)
+_META = ("__format__", "spec_hash", "times", *TRAJECTORIES, *SNAPSHOTS)
 #: Fill values of per-run columns missing from older chunks (settings added later, or
 #: outputs of runs that used them).
-_MISSING = {"stop_step": -1, **{f.name: f.default for f in dataclasses.fields(RunConfig)}}
+_MISSING = {
+    "stop_step": -1,
+    **{f.name: f.default for f in dataclasses.fields(RunConfig)},
+    "probe": "",
+}
 
 
 class SpecMismatchError(ValueError):
@@ -192,22 +204,25 @@ def write_chunk(
         "run_id": np.asarray(ids),
         "layer_index": np.full(len(runs), runs[0].layer_index, np.int32),
     }
+    points = runs[0].record == "points"
     for name in FIELDS:
         vals = [getattr(r, name) for r in runs]
-        if name in ADDED_FIELDS and vals[0] == _MISSING[name]:
+        if name in ADDED_FIELDS and vals[0] == RunConfig.__dataclass_fields__[name].default:
             continue
         if name == "pair":
             cols[name] = np.asarray(vals, np.int64)
         elif name == "layer":
             cols[name] = np.asarray([str(v) for v in vals])
+        elif name == "probe":  # as text, like the pair in results.csv: "3 17 4"
+            cols[name] = np.asarray([" ".join(map(str, v)) for v in vals])
         else:
             cols[name] = np.asarray(vals)
-    for name in (*SCALARS, "stop_step"):
+    for name in POINTS_SCALARS if points else (*SCALARS, "stop_step"):
         if name in res:
             cols[name] = res[name]
     if spec.save_trajectories:
-        cols["times"] = res["times"][0]
-        for name in TRAJECTORIES:
+        cols["times"] = res["epochs" if points else "times"][0]
+        for name in SNAPSHOTS if points else TRAJECTORIES:
             cols[name] = res[name]
     for name, v in (fitted or {}).items():
         cols[name] = v
@@ -266,6 +281,8 @@ class SweepResults:
             with np.load(path, allow_pickle=False) as f:
                 if str(f["group"]) != group:
                     continue
+                if "record" in f.files and str(f["record"][0]) == "points":
+                    raise ValueError(f"group {group!r} holds points runs: read them with snapshots")
                 ids.extend(str(i) for i in f["run_id"])
                 times = f["times"]
                 for n in TRAJECTORIES:
@@ -281,6 +298,37 @@ class SweepResults:
         from rep_align.sweep.labelled import to_dataset
 
         return to_dataset(self)
+
+    def snapshots(self, run_ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
+        """The stored snapshots of the points runs ``run_ids``, in that order.
+
+        Returns:
+            One dict per run with the fields of ``training.Snapshots`` as NumPy arrays:
+            ``epochs (T,)``, ``loss (T,)``, ``accuracy (T,)``, ``hidden (T, P, F)``,
+            ``outputs (T, P, out)``, ``diverged ()`` and ``diverged_epoch ()``.
+
+        Raises:
+            ValueError: if snapshots were not saved, or a run is not stored or is not a
+                points run.
+        """
+        if not self.spec.save_trajectories:
+            raise ValueError("this sweep was run with save_trajectories = false")
+        wanted = set(run_ids)
+        found: dict[str, dict[str, np.ndarray]] = {}
+        for path in chunk_files(self.directory):
+            with np.load(path, allow_pickle=False) as f:
+                rows = [(k, str(i)) for k, i in enumerate(f["run_id"]) if str(i) in wanted]
+                if not rows or "record" not in f.files or str(f["record"][0]) != "points":
+                    continue
+                cols = {n: f[n] for n in (*SNAPSHOTS, "diverged", "diverged_epoch")}
+                for k, run_id in rows:
+                    snap = {n: np.asarray(cols[n][k]) for n in cols}
+                    found[run_id] = {"epochs": f["times"], **snap}
+        missing = [i for i in run_ids if i not in found]
+        if missing:
+            raise ValueError(f"points runs not in the store: {missing[:3]}")
+        order = ("epochs", "loss", "accuracy", "hidden", "outputs", "diverged", "diverged_epoch")
+        return [{n: found[i][n] for n in order} for i in run_ids]
 
     def records(self, run_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Recorded trajectories of the runs ``run_ids``, rows in that order.
