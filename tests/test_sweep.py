@@ -33,6 +33,11 @@ def small_store(tmp_path_factory) -> Path:
     return out
 
 
+def _chunk_ids_of(path: Path) -> list[str]:
+    with np.load(path, allow_pickle=False) as f:
+        return [str(i) for i in f["run_id"]]
+
+
 def _chunk_ids(out: Path) -> list[str]:
     ids: list[str] = []
     for path in sorted((out / "chunks").glob("*.npz")):
@@ -382,6 +387,86 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_runs(tmp_path):
     whole = tmp_path / "whole"
     sweep.run_sweep(dataclasses.replace(spec, max_chunk=8), whole)
     _assert_same_results(out, whole)
+
+
+def _train_kind(kind: str, root: Path):
+    """Six tiny runs of one kind through the experiments' entry points (blocks of 4):
+    ``(what the engine did, the runs' records)``."""
+    from rep_align.config import RunConfig
+    from rep_align.experiments.common import train_seeds
+    from rep_align.experiments.points import PointsRun, run_points
+
+    if kind == "pair":
+        config = RunConfig(width=8, depth=2, steps=20, record_every=5)
+        runs = train_seeds(config, range(6), root=root, name="resume")
+        return runs.report, [runs.records[k] for k in ("loss", "h", "y", "w", "m")]
+    base = PointsRun(task="xor", width=8, depth=2, epochs=10, record_every=5)
+    done = run_points([base.replace(seed=s) for s in range(6)], root, progress=lambda line: None)
+    return done.report, [v for rec in done.records for v in rec.values()]
+
+
+@pytest.mark.parametrize("kind", ["pair", "points"])
+def test_resume_trains_only_the_runs_missing_from_the_store(tmp_path, monkeypatch, kind):
+    """Per kind of run: a store that lost its last chunk (as a sweep killed before writing it
+    leaves it) trains exactly the missing runs, counted where runs are trained, and ends with
+    the bits of the uninterrupted runs."""
+    from rep_align.sweep import runner
+
+    trained: list[int] = []
+    run = runner.GroupRunner.run
+
+    def counting(self, inputs, n_real):
+        trained.append(n_real)
+        return run(self, inputs, n_real)
+
+    monkeypatch.setattr(runner.GroupRunner, "run", counting)
+    report, whole = _train_kind(kind, tmp_path)
+    assert (report.completed, trained) == (6, [4, 2])
+    sizes = {p: len(_chunk_ids_of(p)) for p in (report.out / "chunks").glob("*.npz")}
+    (chunk,) = [p for p, n in sizes.items() if n == 2]
+    chunk.unlink()
+    report, again = _train_kind(kind, tmp_path)
+    assert (report.completed, report.skipped, trained) == (2, 4, [4, 2, 2])
+    assert report.out == chunk.parents[1] and len(_chunk_ids(report.out)) == 6
+    for a, b in zip(whole, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    report, _ = _train_kind(kind, tmp_path)
+    assert (report.completed, report.skipped, trained) == (0, 6, [4, 2, 2])
+
+
+def test_pair_run_ids_and_store_names_are_those_of_the_first_release():
+    """Ids, group keys, spec hash and TOML of two-point runs, computed at a394e93 (before
+    points runs became RunConfigs): stores written then are found and resumed now."""
+    from rep_align.config import RunConfig
+    from rep_align.presets import TWO_POINT_PRESETS
+    from rep_align.sweep.engine import groups_of
+
+    cfgs = [
+        RunConfig(),
+        RunConfig(task="xor", width=8, depth=2, seed=3),
+        RunConfig(method="flow", gain=0.7, rtol=1e-6),
+        RunConfig(stop_loss=1e-3, width=16),
+        RunConfig(dtype="float64", init_dtype="float32", layer=-1),
+        TWO_POINT_PRESETS["default"].config,
+        TWO_POINT_PRESETS["cnn"].config.replace(seed=7),
+    ]
+    ids = ["5ba0e735061c29b8", "c39148973fc6ea0e", "59d35d72ddbc68d8", "16d4d5b7e379c2b4"]
+    ids += ["c18a594210ed4472", "6f101ac478307a92", "b0d808941fab24ac"]
+    assert [c.run_id for c in cfgs] == ids
+    keys = ["f8a5391c", "f8ace449", "740ece13", "afe0f8e3", "42d0ab3a", "6cb88e59", "7431a76c"]
+    assert [g.key for g in groups_of(cfgs)] == keys
+    spec = sweep.SweepSpec(
+        axes={"seed": [0, 1, 2], "gain": [0.5, 1.0]},
+        fixed={"width": 8, "depth": 2, "steps": 40},
+        runs_per_device=4,
+        name="t",
+    )
+    assert spec.spec_hash == "2934bb5c32818fb0"
+    assert spec.to_toml() == (
+        'name = "t"\nfit = false\nsave_trajectories = true\nmemory_budget_mb = 2048.0\n'
+        "max_chunk = 1024\nruns_per_device = 4\n\n[fixed]\ndepth = 2\nsteps = 40\n"
+        "width = 8\n\n[axes]\nseed = [0, 1, 2]\ngain = [0.5, 1.0]\n"
+    )
 
 
 def test_fit_hook_adds_rates(tmp_path):

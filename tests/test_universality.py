@@ -9,8 +9,8 @@ import pytest
 
 from rep_align import data, ntk, theory
 from rep_align.cli import universality as cli
+from rep_align.config import RunConfig
 from rep_align.experiments import universality as uni
-from rep_align.experiments.points import PointsRun
 from rep_align.networks import make_network
 from rep_align.training import split_run_key
 
@@ -280,7 +280,7 @@ def test_every_member_converges_in_both_regimes_at_the_default_settings(tmp_path
 def test_points_run_of_the_zoo_uses_the_cnn_settings():
     cnn = next(m for m in uni.ZOO if m.name == "cnn")
     run = uni._base_run(cnn, "xor", width=256, depth=4, epochs=3000, dtype="float32")
-    assert isinstance(run, PointsRun)
+    assert isinstance(run, RunConfig) and run.record == "points"
     assert (run.kernel_size, run.channels, run.layer) == (uni.CNN_KERNEL, uni.CNN_CHANNELS, 3)
     assert run.record_every == 30
 
