@@ -138,11 +138,14 @@ class Runs:
         return runs
 
     def points(self, runs: Sequence[Any]) -> list[dict[str, Any]]:
-        """Many-point runs, trained or read back (``points.train_points``): each run's
+        """Many-point runs (``RunConfig``s with ``record="points"``), trained or read back
+        (``points.run_points``, a store ``points-<hash>`` under the root): each run's
         snapshots as NumPy arrays, in the order of ``runs``."""
-        from rep_align.experiments.points import train_points
+        from rep_align.experiments.points import run_points
 
-        return train_points(runs, self.root / "points", progress=self.say)
+        got = run_points(runs, self.root, progress=self.say)
+        self.trained += got.report.completed
+        return got.records
 
     def _progress(self, name: str) -> Callable[[int, int], None]:
         t0 = time.perf_counter()
