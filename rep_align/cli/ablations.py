@@ -10,7 +10,6 @@ check agrees (the experiment's one rule).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -49,7 +48,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align import report
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver
     from rep_align.experiments.ablations import EXPERIMENT
 
@@ -59,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
     for name, r in got.summary["result"]["variants"].items():
         r = {k: nan if v is None else v for k, v in r.items()}
         print(f"{name:<14} {r['r2_h']:7.4f} {r['r2_y']:7.4f} {r['r2_w']:7.4f} {r['failed']}")
-    for h in got.headlines:
-        row = dataclasses.asdict(h)
-        crit = f"  [{h.criterion}]" if h.criterion else ""
-        print(f"{h.name:<30} {report.measured(row):>28}  {report.verdict(row)}{crit}")
+    print_headlines(got.headlines)
     best = all(h.agrees for h in got.headlines if h.agrees is not None)
     print("theory fits best" if best else "the theory was not shown to fit best")
     print(f"wrote {got.out / _driver.SUMMARY} and ablations.png", file=sys.stderr)

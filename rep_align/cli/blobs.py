@@ -55,6 +55,7 @@ def changes(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver as driver
     from rep_align.experiments.blobs import EXPERIMENT
 
@@ -79,10 +80,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"input: ratio {res['input']['ratio']:.2f}, paired ratio {res['input']['paired_ratio']:.2f}"
     )
-    for h in got.headlines:
-        verdict = {None: "", True: "agrees", False: "DISAGREES"}[h.agrees]
-        if not h.comparable:
-            verdict += " (not comparable with the full size)"
-        print(f"{h.name:<58} {h.value:8.4g} ± {h.spread:.2g} (n = {h.n})  {h.criterion} {verdict}")
+    print_headlines(got.headlines)
     print(f"wrote {got.out / 'summary.json'}, arrays.npz and figures", file=sys.stderr)
     return 0

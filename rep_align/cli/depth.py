@@ -9,7 +9,6 @@ other options change them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -51,7 +50,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align import report
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver
     from rep_align.experiments.depth import EXPERIMENT
 
@@ -67,9 +66,6 @@ def run(args: argparse.Namespace) -> int:
             f"{r['layer']:>5} {r['eta_h']:10.3e} {r['eta_y']:10.3e} {r['fit_loss']:10.3e} "
             f"{r['r2_h']:7.4f} {r['r2_y']:7.4f} {r['r2_w']:7.4f}"
         )
-    for h in got.headlines:
-        row = dataclasses.asdict(h)
-        crit = f"  [{h.criterion}]" if h.criterion else ""
-        print(f"{h.name:<44} {report.measured(row):>20}  {report.verdict(row)}{crit}")
+    print_headlines(got.headlines)
     print(f"wrote {got.out / _driver.SUMMARY} and depth.png", file=sys.stderr)
     return 0

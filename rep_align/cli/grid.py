@@ -7,7 +7,6 @@ the same as the ``grid`` stage of ``rep-align reproduce``); the other options ch
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -36,7 +35,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align import report
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver
     from rep_align.experiments.grid import EXPERIMENT
 
@@ -47,9 +46,6 @@ def run(args: argparse.Namespace) -> int:
         f"grid {res['config']['name']}: {s['n_kept']}/{s['n_runs']} runs kept, "
         f"eta_h/eta_y = {res['rates']['ratio']:.4g}"
     )
-    for h in got.headlines:
-        row = dataclasses.asdict(h)
-        crit = f"  [{h.criterion}]" if h.criterion else ""
-        print(f"{h.name:<36} {report.measured(row):>20}  {report.verdict(row)}{crit}")
+    print_headlines(got.headlines)
     print(f"wrote {got.out / _driver.SUMMARY} and grid.png", file=sys.stderr)
     return 0

@@ -10,7 +10,6 @@ options change them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -80,7 +79,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align import report
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver
     from rep_align.experiments.kernel_rates import EXPERIMENT
 
@@ -105,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
         for r in result["depth"]["layers"]:
             r = {k: nan if v is None else v for k, v in r.items()}
             print(f"{r['layer']:>5} {r['ratio_h']:11.3g} {r['ratio_y']:11.3g}")
-    for h in got.headlines:
-        row = dataclasses.asdict(h)
-        print(f"{h.name:<44} {report.measured(row):>20}  {report.verdict(row)}")
+    print_headlines(got.headlines)
     print(f"wrote {got.out / _driver.SUMMARY} and figures", file=sys.stderr)
     return 0

@@ -8,7 +8,6 @@ them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -59,7 +58,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align import report
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver
     from rep_align.experiments.two_points import EXPERIMENT
 
@@ -71,9 +70,6 @@ def run(args: argparse.Namespace) -> int:
             f"{name:<12} {m['r2_h']:7.4f} {m['r2_y']:7.4f} {m['r2_w']:7.4f} "
             f"{res['n_converged']:>2}/{res['n_seeds']:<2}  {res['fit_quality']}"
         )
-    for h in got.headlines:
-        row = dataclasses.asdict(h)
-        crit = f"  [{h.criterion}]" if h.criterion else ""
-        print(f"{h.name:<28} {report.measured(row):>28}  {report.verdict(row)}{crit}")
+    print_headlines(got.headlines)
     print(f"wrote {got.out / _driver.SUMMARY}, arrays.npz and figures", file=sys.stderr)
     return 0

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -36,7 +35,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align import report
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver
     from rep_align.experiments.validity import EXPERIMENT, R2_W_BOUND
 
@@ -47,9 +46,6 @@ def run(args: argparse.Namespace) -> int:
     for m in res["maps"]:
         cells = ["P>=" + str(w) if w else " none" for w in m["boundary"].values()]
         print(f"{m['gain']:<5g} " + "  ".join(f"{c:<6}" for c in cells))
-    for h in got.headlines:
-        row = dataclasses.asdict(h)
-        crit = f"  [{h.criterion}]" if h.criterion else ""
-        print(f"{h.name:<58} {report.measured(row):>12}  {report.verdict(row)}{crit}")
+    print_headlines(got.headlines)
     print(f"wrote {got.out / _driver.SUMMARY} and validity.png", file=sys.stderr)
     return 0

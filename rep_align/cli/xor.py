@@ -6,7 +6,6 @@ the options change them."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -79,7 +78,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rep_align import report
+    from rep_align.cli._experiment import print_headlines
     from rep_align.experiments import _driver, xor
 
     got = _driver.run(xor.EXPERIMENT, args.out, quick=args.quick, changes=changes(args))
@@ -87,9 +86,6 @@ def run(args: argparse.Namespace) -> int:
     rates = result["rates"]
     source = rates["source"] if rates else "given"
     print(f"eta_h/eta_y = {result['eta_ratio']:.5g} ({source})")
-    for h in got.headlines:
-        row = dataclasses.asdict(h)
-        crit = f"  [{h.criterion}]" if h.criterion else ""
-        print(f"{h.name:<48} {report.measured(row):>28}  {report.verdict(row)}{crit}")
+    print_headlines(got.headlines)
     print(f"wrote {got.out / _driver.SUMMARY} and figures", file=sys.stderr)
     return 0
