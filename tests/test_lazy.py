@@ -1,7 +1,11 @@
-"""rep_align.experiments.lazy: trained networks against their kernel prediction at init."""
+"""rep_align.experiments.lazy (and experiments.kernel_comparison): trained networks against
+their kernel prediction at init; the declaration (settings, headlines, checks), the driver
+run and its resumption, the command."""
 
 import argparse
+import dataclasses
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +14,9 @@ import pytest
 
 from rep_align import ntk
 from rep_align.cli import lazy as cli
-from rep_align.experiments import lazy
+from rep_align.experiments import Headline, lazy
+from rep_align.experiments import _driver as driver
+from rep_align.experiments._protocol import apply_checks
 from rep_align.networks import make_network
 
 
@@ -81,10 +87,57 @@ def test_compare_with_kernel_checks_its_steps():
         lazy.compare_with_kernel(net, p, x, y, lr=0.1, steps=10, record_every=3, kernel_every=5)
     with pytest.raises(ValueError, match="lr"):
         lazy.compare_with_kernel(net, p, x, y, lr=0.0, steps=10)
+
+
+def test_settings_are_checked_and_quick_is_fewer_seeds():
     with pytest.raises(ValueError, match="task"):
-        lazy.run_lazy(task="mnist")
+        lazy.LazySettings(seeds=1, task="mnist")
     with pytest.raises(ValueError, match="seeds"):
-        lazy.run_lazy(seeds=0)
+        lazy.LazySettings(seeds=0)
+    with pytest.raises(ValueError, match="kernel_every"):
+        lazy.LazySettings(seeds=1, steps=300, kernel_every=70)
+    with pytest.raises(ValueError, match="tolerance"):
+        lazy.LazySettings(seeds=1, tolerance=0.0)
+    quick, full = lazy.settings(True), lazy.settings(False)
+    assert (quick.seeds, full.seeds) == (1, 3)
+    assert dataclasses.replace(quick, seeds=3) == full
+    assert (full.task, full.width, full.depth, full.steps) == ("hierarchy", 1024, 2, 1000)
+    assert (full.large_gain, full.small_gain, full.tolerance, full.rich_factor) == (
+        3.0,
+        0.3,
+        0.05,
+        4.0,
+    )
+
+
+def _heads(worst, best):
+    return [
+        Headline("large gain: output error, worst seed", worst),
+        Headline("small gain: output error, best seed", best),
+    ]
+
+
+def test_checks_come_from_the_settings_and_can_fail():
+    s = lazy.settings(True)
+    worst, best = lazy.checks_for(s)
+    assert (worst.key, worst.op, worst.bound, worst.criterion) == (
+        "large gain: output error, worst seed",
+        "<=",
+        0.05,
+        "≤ 0.05",
+    )
+    assert (best.key, best.op, best.criterion) == (
+        "small gain: output error, best seed",
+        ">=",
+        "≥ 0.2",
+    )
+    assert worst.source and best.source
+    checks = lazy.checks_for(s)
+    assert [h.agrees for h in apply_checks(_heads(0.03, 0.5), checks)] == [True, True]
+    assert [h.agrees for h in apply_checks(_heads(0.06, 0.1), checks)] == [False, False]
+    assert [h.agrees for h in apply_checks(_heads(math.nan, math.nan), checks)] == [False, False]
+    looser = lazy.checks_for(dataclasses.replace(s, tolerance=0.1))
+    assert [h.agrees for h in apply_checks(_heads(0.06, 0.3), looser)] == [True, False]
 
 
 def test_large_gain_follows_the_kernel_and_small_gain_does_not(tmp_path, capsys):
@@ -100,42 +153,92 @@ def test_large_gain_follows_the_kernel_and_small_gain_does_not(tmp_path, capsys)
     against > 5; kernel distance < 0.45 (2x) against > 1.5.
     """
     lines = []
-    kw = dict(width=256, steps=300, kernel_every=100, seeds=1, tolerance=0.1, out=tmp_path)
-    result = lazy.run_lazy(progress=lines.append, **kw)
-    large, small = result.runs["large"][0].headline(), result.runs["small"][0].headline()
-    print(large, small)
-    assert large["max_output_error"] < 0.1 and small["max_output_error"] > 0.4
-    assert large["max_hidden_change"] < 0.2 and small["max_hidden_change"] > 5.0
-    assert large["final_kernel_distance"] < 0.45 and small["final_kernel_distance"] > 1.5
-    assert result.verdict["large_within_tolerance"] and result.verdict["small_fails_kernel"]
+    changes = dict(width=256, steps=300, kernel_every=100, tolerance=0.1)
+    got = driver.run(lazy.EXPERIMENT, tmp_path, quick=True, changes=changes, progress=lines.append)
+    assert got.summary["runs_trained"] == 2
+    result = got.result
+    large, small = result.large.runs[0], result.small.runs[0]
+    assert large.max_output_error < 0.1 and small.max_output_error > 0.4
+    assert large.max_hidden_change < 0.2 and small.max_hidden_change > 5.0
+    assert large.final_kernel_distance < 0.45 and small.final_kernel_distance > 1.5
     np.testing.assert_allclose(
-        result.verdict["small_over_large_error"],
-        small["max_output_error"] / large["max_output_error"],
+        result.small_over_large_error,
+        small.max_output_error / large.max_output_error,
         rtol=1e-12,
     )
-    assert not large["diverged"] and not small["diverged"]
+    assert not large.diverged and not small.diverged
+    assert 0 <= result.replay_deviation <= lazy.REPLAY_TOLERANCE
     # Both gains use lr = 0.5·N/λ_max(K0), N = 8 points × 15 outputs, and converge.
-    for run in (result.runs["large"][0], result.runs["small"][0]):
+    for run in (large, small):
         np.testing.assert_allclose(run.lr * run.lam_max / 120, 0.5, rtol=1e-6)
         assert run.loss[-1] < 1e-6 * run.loss[0]
+        assert run.kernel_times.tolist() == [0.0, 100.0, 200.0, 300.0]
+
+    # The headlines are the result's numbers; the checks judge the worst and the best seed.
+    heads = {h.name: h for h in got.headlines}
+    mean = heads["large gain: output error vs kernel prediction (max over training)"]
+    assert mean.value == result.large.output_error.mean == large.max_output_error
+    assert mean.agrees is None and mean.note == f"worst seed {large.max_output_error:.3g}"
+    worst = heads["large gain: output error, worst seed"]
+    assert worst.value == result.large.worst_output_error and worst.agrees is True
+    assert worst.criterion == "≤ 0.1"
+    best = heads["small gain: output error, best seed"]
+    assert best.value == result.small.best_output_error and best.agrees is True
+    assert best.criterion == f"≥ {4.0 * 0.1:g}"
+    kd = heads["small gain: kernel distance ‖K_T − K_0‖/‖K_0‖"]
+    assert kd.value == result.small.kernel_distance.mean == small.final_kernel_distance
+    assert heads["large gain: hidden change ‖D_t − D_0‖/‖D_0‖ (max)"].value == (
+        large.max_hidden_change
+    )
+
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["verdict"]["large_within_tolerance"] is True
-    assert summary["tolerance"] == 0.1
-    assert len(summary["runs"]["large"][0]["output_error"]) == 31
-    for name in ("lazy_errors.png", "lazy_outputs.png", "lazy_records.npz"):
+    assert summary["settings"]["tolerance"] == 0.1
+    run_json = summary["result"]["large"]["runs"][0]
+    assert len(run_json["output_error"]) == 31 and run_json["outputs"].startswith("npz:")
+    with np.load(tmp_path / "arrays.npz") as f:
+        assert f["large.runs.0.outputs"].shape == f["large.runs.0.linear"].shape == (31, 8, 15)
+    for name in ("lazy_errors.png", "lazy_outputs.png"):
         assert (tmp_path / name).stat().st_size > 0
-    # A second call finds both runs in the cache.
-    again = []
-    lazy.run_lazy(progress=again.append, **kw)
-    assert len(again) == 2 and all(line.endswith("(cached)") for line in again)
-    # The command on the same store: cached runs, a table and the verdict on stdout.
+
+    # Killed after training: the summary is gone, the store is not; nothing is retrained.
+    (tmp_path / "summary.json").unlink()
+    again_lines = []
+    again = driver.run(
+        lazy.EXPERIMENT, tmp_path, quick=True, changes=changes, progress=again_lines.append
+    )
+    assert again.summary["runs_trained"] == 0 and not again.reused
+    assert not any("trained" in line for line in again_lines)
+    assert [h.value for h in again.headlines] == [h.value for h in got.headlines]
+
+    # The command on the same directory: a table and the verdicts on stdout.
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(
         "--width 256 --steps 300 --kernel-every 100 --quick --tolerance 0.1 --out".split()
         + [str(tmp_path)]
     )
+    assert cli.changes(args) == changes
     assert cli.run(args) == 0
-    printed = capsys.readouterr()
-    assert "within tolerance 0.1: True" in printed.out
-    assert printed.err.count("(cached)") == 2
+    printed = capsys.readouterr().out
+    assert "large gain: output error, worst seed" in printed and "≤ 0.1" in printed
+    assert "disagrees" not in printed
+
+
+def test_a_replay_that_is_not_the_stored_run_is_refused(tmp_path):
+    """The kernels along training come from a replay of the stored run; a stored record it
+    does not reproduce (here: outputs shifted) is an error, not a silent mismatch."""
+
+    class Shifted:
+        def __init__(self, root):
+            self.inner = driver.Runs(root, lambda line: None)
+
+        def points(self, runs):
+            records = self.inner.points(runs)
+            return [dict(r, outputs=r["outputs"] + 0.01) for r in records]
+
+        def say(self, line):
+            pass
+
+    s = lazy.LazySettings(seeds=1, width=16, steps=20, kernel_every=10)
+    with pytest.raises(RuntimeError, match="replay"):
+        lazy.analyse(s, Shifted(tmp_path))

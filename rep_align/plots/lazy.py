@@ -1,5 +1,6 @@
 """Figures of the lazy-limit experiment (``rep_align.experiments.lazy``), drawn from its
-``summary.json`` and, for the output traces, the arrays of ``lazy_records.npz``."""
+result and settings as JSON (``summary.json``'s ``result`` and ``settings``) and, for the
+output traces, the runs' arrays (``arrays.npz``)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,23 @@ _COLORS = {"large": "tab:blue", "small": "tab:red"}
 
 
 def _title(settings: Mapping) -> str:
+    precision = "float64" if settings["float64"] else "float32"
     return (
         f"{settings['task']}: MLP P={settings['width']}, L={settings['depth']}, "
-        f"{settings['activation']}, {settings['precision']}; lr = {settings['lr_fraction']}"
+        f"{settings['activation']}, {precision}; lr = {settings['lr_fraction']}"
         "·N/λ_max(K₀)"
     )
 
 
-def lazy_errors(summary: Mapping) -> Figure:
+def lazy_errors(regimes: Mapping, settings: Mapping) -> Figure:
     """Output error, hidden change and kernel distance over training, both gains, every
     seed (log scales).
 
     Arguments:
-        summary: the lazy experiment's ``summary.json`` (``settings``, ``tolerance``,
-            ``runs`` with per-seed ``times``, ``output_error``, ``hidden_change``,
-            ``kernel_times``, ``kernel_distance``, ``gain``).
+        regimes: ``{regime: LazyRegime as JSON}`` (``runs`` with per-seed ``times``,
+            ``output_error``, ``hidden_change``, ``kernel_times``, ``kernel_distance``,
+            ``gain``).
+        settings: the experiment's settings as JSON (``tolerance`` and the title).
 
     Returns:
         A ``Figure`` with three panels; the tolerance is a dotted line on the first.
@@ -41,8 +44,8 @@ def lazy_errors(summary: Mapping) -> Figure:
         ("kernel_times", "kernel_distance", "‖K_t − K₀‖ / ‖K₀‖"),
     )
     for ax, (tkey, key, label) in zip(axes, panels, strict=True):
-        for regime, runs in summary["runs"].items():
-            for i, run in enumerate(runs):
+        for regime, entry in regimes.items():
+            for i, run in enumerate(entry["runs"]):
                 t = np.asarray(run[tkey], float)
                 v = np.asarray([np.nan if a is None else a for a in run[key]], float)
                 v = np.where(v > 0, v, np.nan)
@@ -57,24 +60,23 @@ def lazy_errors(summary: Mapping) -> Figure:
                 )
         ax.set_xlabel("gradient step")
         ax.set_title(label, fontsize="medium")
-    axes[0].axhline(summary["tolerance"], color="k", ls=":", lw=1, label="tolerance")
+    axes[0].axhline(settings["tolerance"], color="k", ls=":", lw=1, label="tolerance")
     axes[0].legend(frameon=False, fontsize="small")
     fig.suptitle(
-        "lazy limit — trained network vs its kernel prediction at init\n"
-        + _title(summary["settings"]),
+        "lazy limit — trained network vs its kernel prediction at init\n" + _title(settings),
         fontsize="medium",
     )
     return fig
 
 
-def lazy_outputs(summary: Mapping, arrays: Mapping[str, Sequence[Mapping]]) -> Figure:
+def lazy_outputs(arrays: Mapping[str, Sequence[Mapping]], settings: Mapping) -> Figure:
     """Trained outputs (solid) and kernel predictions (dashed) of every point, first seed
     of each gain, for the output unit whose final outputs vary most across the points.
 
     Arguments:
-        summary: the experiment's ``summary.json`` (for settings and gains).
-        arrays: ``{regime: [per-seed mapping with times (T,), outputs (T, n, o), linear
-            (T, n, o)]}`` (``LazyRun.arrays()``).
+        arrays: ``{regime: [per-seed mapping with gain, times (T,), outputs (T, n, o),
+            linear (T, n, o)]}`` (the fields of ``LazyRun``).
+        settings: the experiment's settings as JSON (for the title).
 
     Returns:
         A ``Figure`` with one panel per gain; one output unit is drawn.
@@ -91,10 +93,10 @@ def lazy_outputs(summary: Mapping, arrays: Mapping[str, Sequence[Mapping]]) -> F
             color = f"C{i % 10}"
             ax.plot(t, out[:, i, unit], "-", color=color, label=f"point {i}")
             ax.plot(t, lin[:, i, unit], "--", color=color)
-        gain = summary["runs"][regime][0]["gain"]
+        gain = run["gain"]
         ax.set_title(f"{regime} gain {gain:g}: trained (solid), kernel (dashed)", fontsize="medium")
         ax.set_xlabel("gradient step")
         ax.set_ylabel(f"output (unit {unit})")
     axes[0].legend(frameon=False, fontsize="small")
-    fig.suptitle(_title(summary["settings"]), fontsize="medium")
+    fig.suptitle(_title(settings), fontsize="medium")
     return fig
