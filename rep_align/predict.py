@@ -13,7 +13,7 @@ two-point result (3.2) to every pair of points, as if each pair were alone:
 Here ``Dx``, ``Dy``, ``H0``, ``Y0`` are matrices of *squared* Euclidean distances and
 ρ = η_h/η_y is the ratio of the effective rates (docs/theory.md §5). Only the ratio enters.
 With initial terms it matters and must be given (the reference study takes it from fits of
-the two-point ``default`` preset: ``rates_from_two_points``); in the rich limit it only
+the two-point ``default`` preset: ``experiments.two_points.read_rates``); in the rich limit it only
 multiplies the whole matrix by sqrt(ρ), so it defaults to 1.0 there.
 
 ``predict_distances`` returns squared distances; the reference compares their square roots
@@ -29,11 +29,9 @@ few analysed points, as the reference applies it to MNIST.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -48,7 +46,6 @@ __all__ = [
     "TwoPointRates",
     "origin_slope",
     "predict_distances",
-    "rates_from_two_points",
     "structure_prediction",
     "upper_pearson",
 ]
@@ -177,7 +174,7 @@ def predict_distances(
         if not rich:
             raise ValueError(
                 "eta_ratio (η_h/η_y) is required with hidden0/outputs0; e.g. from "
-                "rates_from_two_points on a `rep-align two-points` output"
+                "experiments.two_points.read_rates on a `rep-align two-points` output"
             )
         eta_ratio = 1.0
     ratio = checks.real("eta_ratio", eta_ratio, positive=True)
@@ -286,7 +283,7 @@ def structure_prediction(
 @dataclasses.dataclass(frozen=True)
 class TwoPointRates:
     """Effective rates fitted on a two-point preset: the means over its converged seeds
-    (``from_rows``, or ``rates_from_two_points`` for a ``rep-align two-points`` output).
+    (``from_rows``, or ``experiments.two_points.read_rates`` for a ``rep-align two-points`` output).
 
     Attributes:
         eta_h, eta_y: means over the converged seeds of the fitted rates (per step).
@@ -304,11 +301,6 @@ class TwoPointRates:
     n_seeds: int
     preset: str
     source: str
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["seeds"] = list(self.seeds)
-        return out
 
     @classmethod
     def from_rows(
@@ -358,45 +350,3 @@ class TwoPointRates:
             preset=preset,
             source=source,
         )
-
-
-def rates_from_two_points(
-    path: str | Path, *, preset: str = "default", allow_quick: bool = False
-) -> TwoPointRates:
-    """The mean fitted η_h, η_y of ``preset`` in a ``rep-align two-points`` output.
-
-    Reads ``path/summary.json`` (or ``path`` itself if it is a file), schema of
-    ``experiments.two_points.TwoPointsResult.to_json``: ``presets.<preset>.seeds`` is a list
-    of entries with ``eta_h``, ``eta_y`` and ``converged``. The means are taken over the
-    converged seeds with finite rates (the reference study's ``etas_h["default"]``,
-    ``etas_y["default"]``, docs/presets.md "XOR").
-
-    Arguments:
-        path: output directory of ``rep-align two-points``, or its ``summary.json``.
-        preset: two-point preset whose rates are read (default "default").
-        allow_quick: accept a summary written with ``--quick`` (networks shrunk to width
-            ≤ 64, depth ≤ 4: not the paper's default network). Default False.
-
-    Raises:
-        ValueError: missing or unreadable file, the preset not in it, a quick summary
-            without ``allow_quick``, or no converged seed with finite rates.
-    """
-    path = Path(path)
-    file = path / "summary.json" if path.is_dir() else path
-    try:
-        summary = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"no two-point summary at {file} (run `rep-align two-points`)") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read the two-point summary {file}: {err}") from None
-    presets = summary.get("presets") if isinstance(summary, dict) else None
-    if not isinstance(presets, dict) or preset not in presets:
-        known = ", ".join(presets) if isinstance(presets, dict) else "none"
-        raise ValueError(f"{file} has no two-point preset {preset!r} (it has: {known})")
-    if summary.get("settings", {}).get("quick") and not allow_quick:
-        raise ValueError(
-            f"{file} was written with --quick (shrunk networks), whose rates are not the "
-            "paper-size preset's; rerun `rep-align two-points` without --quick"
-        )
-    rows = presets[preset].get("seeds", [])
-    return TwoPointRates.from_rows(rows, preset=preset, source=str(file))

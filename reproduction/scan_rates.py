@@ -14,13 +14,14 @@ this record. Writes nothing; prints a summary.
 from __future__ import annotations
 
 import argparse
+import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rep_align import fit, theory
-from rep_align.experiments.common import observed, store_root, train_seeds
+from rep_align.experiments.common import observed, train_seeds
 from rep_align.experiments.two_points import protocol_preset
 
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     preset = protocol_preset(args.preset, quick=args.quick)
-    with store_root(None) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         runs = train_seeds(preset.config, [args.seed], root=tmp, name="scan")
     ts, z = observed(runs.records, preset.layer)
     z = z[0]

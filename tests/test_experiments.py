@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -20,7 +21,7 @@ from rep_align.data import two_points as two_point_data
 from rep_align.experiments import Headline, ablations, depth, grid, two_points
 from rep_align.experiments import _driver as driver
 from rep_align.experiments._protocol import apply_checks
-from rep_align.experiments.common import store_root, train_seeds
+from rep_align.experiments.common import train_seeds
 from rep_align.experiments.two_points import SEED_KEYS, analyse_preset, preset_run_config
 from rep_align.presets import get_preset
 from rep_align.sweep import load_results
@@ -45,14 +46,14 @@ def _records(preset, seeds, *, float64=False, **changes):
     """Train ``preset`` (with ``changes`` to its configuration) over seeds, as the
     experiments do; return the stored records in seed order."""
     config = preset_run_config(preset, float64=float64).replace(**changes)
-    with store_root(None) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         return train_seeds(config, seeds, root=tmp, name="s").records
 
 
 def _analysed(preset, seeds, *, float64=False):
     """Train ``preset`` over seeds into a temporary store and analyse it."""
     config = preset_run_config(preset, float64=float64)
-    with store_root(None) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         runs = train_seeds(config, seeds, root=tmp, name=preset.name)
         return analyse_preset(preset, runs, float64=float64)
 
@@ -309,7 +310,7 @@ def test_depth_and_ablations_read_the_two_point_runs(tiny, tmp_path):
 
 def test_depth_profile_needs_its_seed_among_the_runs(tiny):
     preset = two_points.protocol_preset("default", quick=True).replace(epochs=20)
-    with store_root(None) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         runs = train_seeds(preset.config, [0, 1], root=tmp, name="default")
         prof = depth.depth_profile(preset, runs, 1)
         assert prof.seed == 1 and len(prof.layers) == preset.config.num_hidden

@@ -13,11 +13,11 @@ import pytest
 
 from rep_align import data, metrics, theory
 from rep_align.cli import predict as predict_cli
+from rep_align.experiments.two_points import read_rates
 from rep_align.predict import (
     origin_slope,
     pairwise_squared_distances,
     predict_distances,
-    rates_from_two_points,
     structure_prediction,
     upper_pearson,
 )
@@ -250,7 +250,7 @@ def _summary(tmp_path, rows, quick=False, name="summary.json"):
     return path
 
 
-def test_rates_from_two_points(tmp_path):
+def test_read_rates(tmp_path):
     rows = [
         dict(seed=0, eta_h=1e-3, eta_y=0.04, converged=True),
         dict(seed=1, eta_h=3e-3, eta_y=0.06, converged=True),
@@ -258,17 +258,17 @@ def test_rates_from_two_points(tmp_path):
         dict(seed=3, eta_h=None, eta_y=None, converged=True),
     ]
     _summary(tmp_path, rows)
-    rates = rates_from_two_points(tmp_path)  # a directory
+    rates = read_rates(tmp_path)  # a directory
     assert rates.seeds == (0, 1) and rates.n_seeds == 4
     assert rates.eta_h == pytest.approx(2e-3) and rates.eta_y == pytest.approx(0.05)
     assert rates.ratio == pytest.approx(0.04)  # ratio of the means
-    assert rates_from_two_points(tmp_path / "summary.json").ratio == rates.ratio  # a file
+    assert read_rates(tmp_path / "summary.json").ratio == rates.ratio  # a file
 
 
 def test_rates_from_a_real_two_points_summary():
     path = REPO / "reproduction" / "two_points_default.json"
     doc = json.loads(path.read_text())["presets"]["default"]
-    rates = rates_from_two_points(path)
+    rates = read_rates(path)
     assert rates.n_seeds == doc["n_seeds"] and len(rates.seeds) == doc["n_converged"]
     assert rates.eta_h == pytest.approx(doc["mean"]["eta_h"], rel=1e-12)
     assert rates.eta_y == pytest.approx(doc["mean"]["eta_y"], rel=1e-12)
@@ -276,20 +276,20 @@ def test_rates_from_a_real_two_points_summary():
 
 def test_rates_errors(tmp_path):
     with pytest.raises(ValueError, match="no two-point summary"):
-        rates_from_two_points(tmp_path)
+        read_rates(tmp_path)
     (tmp_path / "summary.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot read"):
-        rates_from_two_points(tmp_path)
+        read_rates(tmp_path)
     ok = [dict(seed=0, eta_h=1e-3, eta_y=0.04, converged=True)]
     _summary(tmp_path, ok, quick=True)
-    with pytest.raises(ValueError, match="--quick"):
-        rates_from_two_points(tmp_path)
-    assert rates_from_two_points(tmp_path, allow_quick=True).ratio == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="shrunk networks"):
+        read_rates(tmp_path)
+    assert read_rates(tmp_path, allow_small=True).ratio == pytest.approx(0.025)
     with pytest.raises(ValueError, match="no two-point preset 'relu'"):
-        rates_from_two_points(tmp_path, preset="relu", allow_quick=True)
+        read_rates(tmp_path, preset="relu", allow_small=True)
     _summary(tmp_path, [dict(seed=0, eta_h=1e-3, eta_y=0.04, converged=False)])
     with pytest.raises(ValueError, match="no converged seed"):
-        rates_from_two_points(tmp_path)
+        read_rates(tmp_path)
 
 
 def _cli(argv):
@@ -338,3 +338,21 @@ def test_cli_errors(tmp_path):
         _cli(files + ["--out", str(tmp_path / "o")])
     with pytest.raises(ValueError, match="--hidden: cannot read"):
         _cli(files + ["--hidden", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "o")])
+
+
+def test_rates_from_the_drivers_two_points_summary(tmp_path):
+    rows = [dict(seed=0, eta_h=1e-3, eta_y=0.04, converged=True)]
+    doc = dict(
+        experiment="two_points",
+        settings=dict(small=False),
+        result=dict(presets=dict(default=dict(seeds=rows))),
+    )
+    (tmp_path / "summary.json").write_text(json.dumps(doc))
+    assert read_rates(tmp_path).ratio == pytest.approx(0.025)
+    doc["settings"]["small"] = True
+    (tmp_path / "summary.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="shrunk networks"):
+        read_rates(tmp_path)
+    (tmp_path / "summary.json").write_text(json.dumps(dict(experiment="xor", result={})))
+    with pytest.raises(ValueError, match="not two_points"):
+        read_rates(tmp_path)

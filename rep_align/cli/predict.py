@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rep_align import plots, predict
-    from rep_align.files import atomic_write, write_json
+    from rep_align.files import atomic_write, jsonable, write_json
     from rep_align.plots.xor import distance_heatmap
 
     x = _load("--inputs", args.inputs)
@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     rates = None
     ratio = args.eta_ratio
     if args.rates_from is not None:
-        rates = predict.rates_from_two_points(args.rates_from)
+        from rep_align.experiments.two_points import read_rates
+
+        rates = read_rates(args.rates_from)
         ratio = rates.ratio
     rich = h0 is None and y0 is None
     with jax.enable_x64(args.float64):
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         hidden_dim=None if rich else int(np.shape(h0)[1]),
         eta_ratio=1.0 if ratio is None else float(ratio),
         eta_ratio_source=(
-            rates.to_json()
+            jsonable(rates)
             if rates is not None
             else "given"
             if ratio is not None

@@ -1,7 +1,8 @@
 """The experiments: each declared once (``_protocol.Experiment``) in its own module, run by
 one driver (``_driver.run``), listed here in the order ``rep-align reproduce`` runs them.
 
-``get(name)`` returns an experiment's declaration (importing its module on first use, so
+``run(experiment, out, quick=...)`` runs one (``_driver.run``); ``get(name)`` returns an
+experiment's declaration (importing its module on first use, so
 ``import rep_align.experiments`` stays cheap); ``register(experiment)`` adds one of your own
 (docs/architecture.md, "Adding an experiment"); ``names()`` lists them all.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 
+from rep_align.experiments._driver import Outcome, Runs, run
 from rep_align.experiments._protocol import Check, Experiment, Headline, Spread, spread
 
 #: The experiments of the main job, in the order it runs them: name -> module.
@@ -52,12 +54,7 @@ def get(name: str) -> Experiment:
     if name not in modules:
         raise ValueError(f"unknown experiment {name!r}; choose from {names() + list(_EXTRA)}")
     module = importlib.import_module(f"rep_align.experiments.{modules[name]}")
-    found = getattr(module, "EXPERIMENT", None)
-    if found is None:  # not yet declared with the protocol: its stage adapter
-        from rep_align.experiments._legacy import LEGACY
-
-        found = LEGACY[name]
-    return found
+    return module.EXPERIMENT
 
 
 def register(experiment: Experiment) -> Experiment:
@@ -72,4 +69,16 @@ def register(experiment: Experiment) -> Experiment:
     return experiment
 
 
-__all__ = ["Check", "Experiment", "Headline", "Spread", "get", "names", "register", "spread"]
+__all__ = [
+    "Check",
+    "Experiment",
+    "Headline",
+    "Outcome",
+    "Runs",
+    "Spread",
+    "get",
+    "names",
+    "register",
+    "run",
+    "spread",
+]

@@ -108,11 +108,9 @@ class Runs:
     Arguments:
         root: directory of the store (created).
         progress: function receiving status lines.
-        out: the experiment's directory (for its stage adapter, ``_legacy``, only).
     """
 
-    def __init__(self, root: str | Path, progress: Callable[[str], None], out: Path | None = None):
-        self.out = out
+    def __init__(self, root: str | Path, progress: Callable[[str], None]):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.say = progress
@@ -287,7 +285,7 @@ def run(
             out,
         )
     out.mkdir(parents=True, exist_ok=True)
-    runs = Runs(out / "store" if store is None else store, say, out)
+    runs = Runs(out / "store" if store is None else store, say)
     t0 = time.perf_counter()
     base = dict(
         experiment=experiment.name,

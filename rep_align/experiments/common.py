@@ -16,13 +16,8 @@ rounding grows to per-cent differences in the records).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +28,9 @@ from rep_align.sweep import SweepReport, SweepSpec, load_results, run_sweep
 __all__ = [
     "SEED_BLOCK",
     "SeedRuns",
-    "Status",
-    "nanstats",
     "observed",
     "seed_spec",
     "store_for",
-    "store_root",
     "train_seeds",
 ]
 
@@ -122,19 +114,6 @@ def train_seeds(
     )
 
 
-@contextlib.contextmanager
-def store_root(out: str | Path | None) -> Iterator[Path]:
-    """Where an experiment keeps its sweep stores: ``out/sweeps``, or a temporary directory
-    (removed afterwards) when the experiment writes no output."""
-    if out is not None:
-        root = Path(out) / "sweeps"
-        root.mkdir(parents=True, exist_ok=True)
-        yield root
-        return
-    with tempfile.TemporaryDirectory(prefix="rep_align_") as tmp:
-        yield Path(tmp)
-
-
 def observed(records: Mapping[str, np.ndarray], layer: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ts (T,), z_obs (R, T, 3))`` of h at ``layer``, y and w, as float64 NumPy arrays."""
     ts = np.asarray(records["times"], np.float64)
@@ -142,30 +121,3 @@ def observed(records: Mapping[str, np.ndarray], layer: int) -> tuple[np.ndarray,
     h = np.asarray(records["h"])[..., layer]
     z = np.stack([h, np.asarray(records["y"]), np.asarray(records["w"])], axis=-1)
     return ts, z.astype(np.float64)
-
-
-def nanstats(values) -> tuple[float, float]:
-    """(mean, standard deviation) of the finite entries of ``values``; NaN if none."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(np.mean(v)), float(np.std(v))
-
-
-class Status:
-    """Status lines on stderr for multi-stage experiments: ``[k/n what] label, elapsed,
-    ETA``."""
-
-    def __init__(self, total: int, what: str):
-        self.total, self.what, self.done, self.t0 = total, what, 0, time.perf_counter()
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        el = time.perf_counter() - self.t0
-        eta = el / self.done * (self.total - self.done)
-        print(
-            f"[{self.done}/{self.total} {self.what}] {label}  elapsed {el:.0f} s, ETA {eta:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from rep_align import checks, fit, theory
 from rep_align.experiments._protocol import Check, Experiment, Headline, spread
 from rep_align.experiments.common import SeedRuns, observed
 from rep_align.files import npz_field
+from rep_align.predict import TwoPointRates
 from rep_align.presets import TWO_POINT_PRESETS, TwoPointPreset, get_preset
 from rep_align.sweep.store import CONVERGED_LOSS
 
@@ -46,6 +48,7 @@ __all__ = [
     "headlines",
     "preset_run_config",
     "protocol_preset",
+    "read_rates",
     "settings",
 ]
 
@@ -369,3 +372,56 @@ EXPERIMENT = Experiment(
     checks=CHECKS,
     figures=figures,
 )
+
+
+def read_rates(
+    path: str | Path, *, preset: str = "default", allow_small: bool = False
+) -> TwoPointRates:
+    """The mean fitted η_h, η_y of ``preset`` in the output of ``rep-align two-points``.
+
+    Reads ``path/summary.json`` (or ``path`` itself if it is a file): the driver's summary
+    (``result.presets.<preset>.seeds``), or the older layout of the files committed in
+    ``reproduction/`` (``presets.<preset>.seeds``). The means are taken over the converged
+    seeds with finite rates (``predict.TwoPointRates.from_rows``; the reference study's
+    ``etas_h["default"]``, ``etas_y["default"]``, docs/presets.md "XOR").
+
+    Arguments:
+        path: output directory of ``rep-align two-points``, or its summary file.
+        preset: two-point preset whose rates are read (default "default").
+        allow_small: accept a summary of shrunk networks (``--small``; ``quick`` in the
+            older layout: width ≤ 64, depth ≤ 4, not the paper's network). Default False.
+
+    Raises:
+        ValueError: missing or unreadable file, not a two-point output, the preset not in
+            it, shrunk networks without ``allow_small``, or no converged seed with finite
+            rates.
+    """
+    import json
+
+    path = Path(path)
+    file = path / "summary.json" if path.is_dir() else path
+    try:
+        doc = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"no two-point summary at {file} (run `rep-align two-points`)") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read the two-point summary {file}: {err}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{file} is not a two-point summary")
+    if "experiment" in doc:  # the driver's summary.json
+        if doc["experiment"] != "two_points" or not isinstance(doc.get("result"), dict):
+            raise ValueError(f"{file} is the summary of {doc['experiment']!r}, not two_points")
+        presets, small = doc["result"].get("presets"), doc.get("settings", {}).get("small")
+    else:
+        presets, small = doc.get("presets"), doc.get("settings", {}).get("quick")
+    if not isinstance(presets, dict) or preset not in presets:
+        known = ", ".join(presets) if isinstance(presets, dict) else "none"
+        raise ValueError(f"{file} has no two-point preset {preset!r} (it has: {known})")
+    if small and not allow_small:
+        raise ValueError(
+            f"{file} was written with shrunk networks (--small; --quick in older outputs), "
+            "whose rates are not the paper-size preset's; rerun `rep-align two-points` "
+            "without it"
+        )
+    rows = presets[preset].get("seeds", [])
+    return TwoPointRates.from_rows(rows, preset=preset, source=str(file))
