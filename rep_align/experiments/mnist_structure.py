@@ -31,11 +31,11 @@ from jaxtyping import ArrayLike, Float, Int
 
 from rep_align import checks, data, metrics
 from rep_align.experiments._protocol import Spread, spread
+from rep_align.experiments.mnist_trajectories import run_description
 from rep_align.experiments.points import PointsRun
 from rep_align.files import npz_field
 from rep_align.observables import squared_distances
 from rep_align.predict import structure_prediction
-from rep_align.presets import MNIST_PRESETS
 
 __all__ = [
     "StructureResult",
@@ -220,23 +220,8 @@ def analyse_structure(
         r_different_classes=[c["r_different_classes"] for c in per_t],
         **curves,
     )
-    first = runs[0]
     config = dict(
-        name="structure",
-        optimizer=first.optimizer,
-        lr=first.lr,
-        gain=first.gain,
-        epochs=first.epochs,
-        preset_epochs=MNIST_PRESETS["structure"].epochs,
-        record_every=first.record_every,
-        width=first.width,
-        depth=first.depth,
-        layer=first.layer,
-        batch_size=first.batch_size,
-        activation=first.activation,
-        loss="0.5*mse",
-        precision=first.dtype,
-        source=first.mnist_source,
+        **run_description(runs[0], "structure"),
         analysed=len(analysed),
         analysed_choice=f"data.mnist_subset(labels[:N], {len(analysed)}, "
         "key=jax.random.key(0), stratified=True), sorted by label",

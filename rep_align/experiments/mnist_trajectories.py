@@ -27,6 +27,27 @@ from rep_align.presets import MNIST_PRESETS
 __all__ = ["TrajectoryResult", "analyse_trajectories", "pair_records"]
 
 
+def run_description(run: Any, name: str) -> dict[str, Any]:
+    """What an MNIST run of preset ``name`` trained, for its result's ``config``."""
+    return dict(
+        name=name,
+        optimizer=run.optimizer,
+        lr=run.lr,
+        gain=run.gain,
+        epochs=run.epochs,
+        preset_epochs=MNIST_PRESETS[name].epochs,
+        record_every=run.record_every,
+        width=run.width,
+        depth=run.depth,
+        layer=run.layer,
+        batch_size=run.batch_size,
+        activation=run.activation,
+        loss="0.5*mse",
+        precision=run.dtype,
+        source=run.mnist_source,
+    )
+
+
 def pair_records(
     hidden: Float[ArrayLike, "T 2 F"],
     outputs: Float[ArrayLike, "T 2 out"],
@@ -126,23 +147,8 @@ def analyse_trajectories(
     numeric = [k for k in rows[0] if k not in ("seed", "diverged", "fitted")]
     fitted = [r for r in rows if r["fitted"]]
     over_seeds = {k: spread([r[k] for r in fitted]) for k in numeric}
-    first = runs[0]
     config = dict(
-        name="trajectories",
-        optimizer=first.optimizer,
-        lr=first.lr,
-        gain=first.gain,
-        epochs=first.epochs,
-        preset_epochs=MNIST_PRESETS["trajectories"].epochs,
-        record_every=first.record_every,
-        width=first.width,
-        depth=first.depth,
-        layer=first.layer,
-        batch_size=first.batch_size,
-        activation=first.activation,
-        loss="0.5*mse",
-        precision=first.dtype,
-        source=first.mnist_source,
+        **run_description(runs[0], "trajectories"),
         pair=[int(i) for i in pair],
         pair_labels=[int(v) for v in pair_labels],
         pair_choice="data.mnist_pair(labels, seed=None): the first 0 and the first 1",
