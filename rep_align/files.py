@@ -4,6 +4,14 @@ A file that a reader may open at any time (a sweep's manifest, ``results.csv``, 
 experiment's ``summary.json``) is written to a temporary name in the same directory and
 moved into place with ``os.replace``, which is atomic on POSIX: a reader sees the old file
 or the new one, never a torn one, and a killed writer leaves no partial file behind.
+
+Every JSON that rep_align writes or prints is strict (RFC 8259), readable by any parser:
+``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` would emit, are written as
+``null`` (``jsonable``), and ``json.dumps`` runs with ``allow_nan=False`` so that a value
+that escaped the mapping fails loudly instead of producing a file other tools reject. Use
+``write_json`` for files and ``dumps_json`` for text (a command's ``--json`` output), never
+``json.dump``/``json.dumps`` on results directly. (Hashing a canonical JSON of settings, as
+``config.RunConfig.run_id`` does, writes nothing and is not concerned.)
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import numpy as np
 __all__ = [
     "NPZ",
     "atomic_write",
+    "dumps_json",
     "jsonable",
     "npz_field",
     "split_arrays",
@@ -80,13 +89,23 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+def dumps_json(obj: Any, **kwargs: Any) -> str:
+    """``jsonable(obj)`` as strict JSON text: non-finite floats become ``null``.
+
+    Arguments:
+        obj: what to write (``jsonable`` converts it).
+        **kwargs: passed to ``json.dumps`` (``indent``, ``ensure_ascii``, ...), but not
+            ``allow_nan``, which is always False.
+    """
+    return json.dumps(jsonable(obj), allow_nan=False, **kwargs)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``jsonable(obj)`` as indented strict JSON to ``path`` (atomically, creating its
     directory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(jsonable(obj), indent=1, allow_nan=False)
-    return atomic_write(path, text.encode())
+    return atomic_write(path, dumps_json(obj, indent=1).encode())
 
 
 def npz_field(**kwargs: Any) -> Any:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from rep_align.files import dumps_json
 
 __all__ = ["report_html", "report_markdown", "results_table", "verdict"]
 
@@ -93,7 +94,7 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         if rec.get("claim"):
             who = "This project's claim" if rec.get("ours") else "Paper's claim"
             lines += [f"**{who}.** {rec['claim']}", ""]
-        settings = json.dumps(rec.get("settings"), ensure_ascii=False)
+        settings = dumps_json(rec.get("settings"), ensure_ascii=False)
         lines += [f"**Settings.** `{settings}`", ""]
         if rec["status"] == "failed":
             lines += ["**Failed.**", "", "```", (rec.get("error") or "").rstrip(), "```"]

@@ -3,12 +3,20 @@
 The CLI is thin: each command lives in its own module of this package, which defines
 ``add_arguments(parser)`` (declares its options) and ``run(args) -> int`` (calls the
 library and writes files). ``main`` only dispatches.
+
+A mistake of the user is reported on one line, ``rep-align COMMAND: error: ...`` naming the
+option and its value, with exit status 2, before anything is computed: argparse's own errors,
+output paths that cannot be written (``--out``, ``--store``: checked here for every command
+but ``sweep`` and ``sweep-plot``, which check their stores themselves) and the ``ValueError``
+of a command's or the library's argument checks. A computation that runs and fails (a solve,
+a diverged training) exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # command name -> (module under rep_align.cli, one-line help)
@@ -45,10 +53,44 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with errors on one line and negative numbers taken as values.
+
+    argparse reads ``--eta-h -5e-4`` as two options (its pattern of a negative number has
+    no exponent) and fails with "expected one argument"; here any negative decimal, with or
+    without an exponent, is a value, as ``--eta-h=-5e-4`` is. No option of rep-align looks
+    like a negative number, so nothing is lost.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# the options naming an output directory, checked before a command runs
+_OUTPUT_DIRS = ("out", "store")
+# commands whose stores check their own --out (rep_align.cli.sweep, sweep_plot)
+_OWN_OUTPUT_CHECKS = ("sweep", "sweep-plot")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from rep_align.cli._args import output_dir
+
+    if args.command in _OWN_OUTPUT_CHECKS:
+        return
+    for name in _OUTPUT_DIRS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            output_dir(f"--{name}", value)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rep-align",
         description="Representation learning dynamics: effective theory and real networks.",
     )
@@ -71,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     use_host_devices()  # one JAX CPU device per core, before anything touches JAX
     try:
+        _check_outputs(args)
         return int(args._run(args) or 0)
     except ValueError as err:  # bad user input found by the library: no traceback
         print(f"rep-align {args.command}: error: {err}", file=sys.stderr)

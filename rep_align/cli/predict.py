@@ -48,6 +48,33 @@ def _load(flag: str, path: str | None):
         raise ValueError(f"{flag}: cannot read {path!r} as a .npy array: {err}") from None
 
 
+def _check_range(flag: str, path: str | None, arr) -> None:
+    """Refuse an array whose squared pairwise distances overflow the working float.
+
+    Arrays that are not 2-D, numeric and finite are left to ``predict.predict_distances``,
+    which says what is wrong with them.
+    """
+    import jax.numpy as jnp
+    import numpy as np
+
+    from rep_align import predict
+
+    if arr is None or arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        return
+    if np.iscomplexobj(arr) or not np.isfinite(arr).all():
+        return
+    dtype = jnp.result_type(float)
+    d2 = np.asarray(predict.pairwise_squared_distances(jnp.asarray(arr, dtype)))
+    if np.isfinite(d2).all():
+        return
+    name = np.dtype(dtype).name
+    hint = "rerun with --float64" if name == "float32" else "rescale the data"
+    raise ValueError(
+        f"{flag} {path!r}: the squared distances between its rows overflow {name} "
+        f"(largest |value| {float(np.max(np.abs(arr))):.3g}); {hint}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
@@ -63,12 +90,19 @@ def run(args: argparse.Namespace) -> int:
     rates = None
     ratio = args.eta_ratio
     if args.rates_from is not None:
-        from rep_align.experiments.two_points import read_rates
+        from rep_align.cli._args import rates_from
 
-        rates = read_rates(args.rates_from)
+        rates = rates_from(args.rates_from)
         ratio = rates.ratio
     rich = h0 is None and y0 is None
     with jax.enable_x64(args.float64):
+        for flag, path, arr in (
+            ("--inputs", args.inputs, x),
+            ("--targets", args.targets, y),
+            ("--hidden", args.hidden, h0),
+            ("--outputs", args.outputs, y0),
+        ):
+            _check_range(flag, path, arr)
         h2 = np.asarray(predict.predict_distances(x, y, hidden0=h0, outputs0=y0, eta_ratio=ratio))
         rich2 = np.asarray(predict.predict_distances(x, y, eta_ratio=ratio or 1.0))
         init2 = None if rich else np.asarray(predict.pairwise_squared_distances(np.asarray(h0)))

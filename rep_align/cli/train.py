@@ -9,15 +9,16 @@ w, loss against epochs) and ``.json`` (settings and summary) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
+from rep_align.cli._args import seed
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", required=True, help="two-point preset name (docs/presets.md)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="PRNG seed in [0, 2**32) (default 0)")
     p.add_argument("--flow", action="store_true", help="integrate gradient flow (diffrax) instead")
     p.add_argument("--out", default="runs/train", help="output directory (default runs/train)")
     p.add_argument(
@@ -34,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
+    from rep_align.files import write_json
     from rep_align.plots import plot_trajectory
     from rep_align.presets import get_preset
     from rep_align.training import gradient_flow, train
@@ -106,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "n_steps": int(traj.n_steps),
         "solver_ok": bool(traj.solver_ok),
     }
-    with open(base + ".json", "w") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(base + ".json", summary)
     f = summary["final"]
     print(
         f"done in {seconds:.1f} s: loss {f['loss']:.3g}, h[{layer}] {f['h_layer']:.4g}, "

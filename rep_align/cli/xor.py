@@ -57,7 +57,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the options change (reads the two-points summary of ``--rates-from``).
 
     Raises:
-        ValueError: an unreadable ``--rates-from`` summary (``experiments.two_points.read_rates``).
+        ValueError: an unreadable ``--rates-from`` summary (``cli._args.rates_from``).
     """
     out: dict[str, Any] = {}
     if args.preset is not None:
@@ -67,9 +67,9 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
     if args.rate_seeds is not None:
         out["rate_seeds"] = args.rate_seeds
     if args.rates_from is not None:
-        from rep_align.experiments.two_points import read_rates
+        from rep_align.cli._args import rates_from
 
-        out["rates"] = read_rates(args.rates_from)
+        out["rates"] = rates_from(args.rates_from)
     if args.eta_ratio is not None:
         out["eta_ratio"] = args.eta_ratio
     if args.float64:

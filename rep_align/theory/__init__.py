@@ -37,11 +37,13 @@ from rep_align.theory._fields import to_regular as to_regular
 from rep_align.theory._fields import vector_field as vector_field
 from rep_align.theory._fused import solve_fused as solve_fused
 from rep_align.theory._fused import solve_group_count as solve_group_count
+from rep_align.theory._solve import RESULT_MESSAGES as RESULT_MESSAGES
 from rep_align.theory._solve import SolveInfo as SolveInfo
 from rep_align.theory._solve import solve as solve
 
 __all__ = [
     "VARIANTS",
+    "RESULT_MESSAGES",
     "SolveInfo",
     "vector_field",
     "regular_vector_field",

@@ -52,6 +52,23 @@ def _float_dtype(*xs):
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
+#: What ``SolveInfo.result`` codes mean: why a solve failed, in words (0: it did not). Codes
+#: 1-4 translate diffrax's ``RESULTS`` (other results of diffrax are code 6).
+RESULT_MESSAGES: tuple[str, ...] = (
+    "successful",
+    "max_steps reached before the end time (the step size collapsed or the horizon is too "
+    "long for max_steps)",
+    "step size too small (the controller's minimum step was reached)",
+    "the implicit solver's nonlinear solve diverged",
+    "the implicit solver's nonlinear solve reached its maximum number of iterations",
+    "non-finite values (NaN or infinity) in the solution",
+    "the solver failed (another diffrax result)",
+    "max_steps reached or non-finite values (the grouped solver of large batches does not "
+    "tell them apart)",
+)
+_NONFINITE, _OTHER, _GROUPED = 5, 6, 7
+
+
 @dataclass(frozen=True)
 class SolveInfo:
     """Per-trajectory solver report returned by ``solve(..., full_output=True)``.
@@ -60,13 +77,31 @@ class SolveInfo:
         success: bool array of the batch shape; False where the solver failed (the
             trajectory is then ``nan``) or produced non-finite values.
         num_steps: accepted solver steps (for a stacked batch, the shared count).
+        result: int array of the batch shape, why each solve failed: an index into
+            ``RESULT_MESSAGES`` (0 where it succeeded).
     """
 
     success: Bool[Array, "..."]
     num_steps: Int[Array, "..."]
+    result: Int[Array, "..."]
 
 
-jax.tree_util.register_dataclass(SolveInfo, data_fields=["success", "num_steps"], meta_fields=[])
+jax.tree_util.register_dataclass(
+    SolveInfo, data_fields=["success", "num_steps", "result"], meta_fields=[]
+)
+
+
+def _result_code(result) -> Int[Array, ""]:
+    # diffrax's RESULTS item -> index into RESULT_MESSAGES
+    r = diffrax.RESULTS
+    known = (
+        r.successful,
+        r.max_steps_reached,
+        r.dt_min_reached,
+        r.nonlinear_divergence,
+        r.nonlinear_max_steps_reached,
+    )
+    return jnp.select([result == k for k in known], list(range(len(known))), _OTHER)
 
 
 def _batch_max_norm(err):
@@ -82,7 +117,7 @@ def _tolerances(dtype, rtol: float, atol: float) -> tuple[float, float]:
 
 
 def _diffeqsolve(rhs, solver, y0, ts, args, norm, rtol, atol, max_steps):
-    """One diffrax solve saving at ``ts``; returns (ys, success, accepted steps)."""
+    """One diffrax solve saving at ``ts``; returns (ys, result code, accepted steps)."""
     controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=norm)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(rhs),
@@ -97,15 +132,14 @@ def _diffeqsolve(rhs, solver, y0, ts, args, norm, rtol, atol, max_steps):
         max_steps=max_steps,
         throw=False,
     )
-    ok = sol.result == diffrax.RESULTS.successful
-    return sol.ys, ok, sol.stats["num_accepted_steps"]
+    return sol.ys, _result_code(sol.result), sol.stats["num_accepted_steps"]
 
 
 @functools.partial(jax.jit, static_argnames=("variant", "rtol", "atol", "max_steps", "stacked"))
 def _solve_flat(z0, ts, params, *, variant, rtol, atol, max_steps, stacked):
     """Integrate N trajectories: z0 (N, 3); ts (T,) if stacked else (N, T); params (4, N).
 
-    Returns z (N, T, 3), success (N,), accepted steps (N,). The state is a tuple of three
+    Returns z (N, T, 3), result codes (N,), accepted steps (N,). The state is a tuple of three
     arrays rather than one (..., 3) array: the right-hand side is then purely elementwise
     (no stacking or slicing per stage), about twice as fast for large stacked batches.
     """
@@ -128,23 +162,23 @@ def _solve_flat(z0, ts, params, *, variant, rtol, atol, max_steps, stacked):
     args = tuple(params)
     if stacked:
         # One system holding the whole batch, one step size for all members.
-        ys, ok, nsteps = _diffeqsolve(
+        ys, code, nsteps = _diffeqsolve(
             rhs, solver, u0, ts, args, _batch_max_norm, rtol, atol, max_steps
         )
         ys = tuple(c.T for c in ys)  # (T, N) -> (N, T)
-        ok = jnp.broadcast_to(ok, (z0.shape[0],))
+        code = jnp.broadcast_to(code, (z0.shape[0],))
         nsteps = jnp.broadcast_to(nsteps, (z0.shape[0],))
     else:
-        ys, ok, nsteps = jax.vmap(
+        ys, code, nsteps = jax.vmap(
             lambda y0_, ts_, args_: _diffeqsolve(
                 rhs, solver, y0_, ts_, args_, optx.rms_norm, rtol, atol, max_steps
             )
         )(u0, ts, args)
     z = jnp.stack(ys, axis=-1)
     z = from_regular(z) if variant == "theory" else z
-    ok = ok & jnp.all(jnp.isfinite(z), axis=(-2, -1))
-    z = jnp.where(ok[:, None, None], z, jnp.nan)
-    return z, ok, nsteps
+    code = jnp.where((code == 0) & ~jnp.all(jnp.isfinite(z), axis=(-2, -1)), _NONFINITE, code)
+    z = jnp.where((code == 0)[:, None, None], z, jnp.nan)
+    return z, code, nsteps
 
 
 def solve(
@@ -199,7 +233,8 @@ def solve(
             failed. Defaults: rtol 1e-8, atol 1e-10, max_steps 16,384.
         batch: ``"auto"`` (stacked where possible), ``"stacked"`` (requires 1-D ``ts`` and
             the theory variant) or ``"vmap"``.
-        full_output: also return a ``SolveInfo`` with per-trajectory success and steps.
+        full_output: also return a ``SolveInfo`` with per-trajectory success, steps and
+            the reason of a failure (``RESULT_MESSAGES``).
 
     Returns:
         ``z`` of shape ``batch_shape + (T, 3)``: h, y, w at the times ``ts`` (for unbatched
@@ -244,11 +279,13 @@ def solve(
     n_groups = solve_group_count(n) if stacked and batch == "auto" and not traced else 1
     if n_groups > 1:
         z, ok, nsteps = solve_grouped(z0f, tsf, pf, n_groups, rtol=r, atol=a, max_steps=max_steps)
+        code = jnp.where(ok, 0, _GROUPED)
     else:
-        z, ok, nsteps = _solve_flat(
+        z, code, nsteps = _solve_flat(
             z0f, tsf, pf, variant=variant, rtol=r, atol=a, max_steps=max_steps, stacked=stacked
         )
     z = z.reshape(batch_shape + (n_times, 3))
     if not full_output:
         return z
-    return z, SolveInfo(success=ok.reshape(batch_shape), num_steps=nsteps.reshape(batch_shape))
+    code = code.reshape(batch_shape)
+    return z, SolveInfo(success=code == 0, num_steps=nsteps.reshape(batch_shape), result=code)
