@@ -9,6 +9,13 @@ processes through ``jax.distributed`` on the loopback interface, with one progre
 the whole sweep; ``--coordinator HOST:PORT --num-processes N --process-id I`` makes this
 process one of N on a cluster, and ``--distributed`` lets JAX read the cluster's
 environment (SLURM, TPU pods).
+
+Before training it prints the plan (``rep_align.sweep.plan``: runs, groups, chunks, memory
+per chunk, disk) and refuses, exit status 2, a spec of more than ``plan.MAX_RUNS`` runs
+(counted from the axes, before any run is built), one run over ``--memory-budget-mb``, or
+records over the disk limits, unless given ``--force``. ``--check`` reports the store's
+health (chunks ok, foreign or corrupt; runs stored, missing, duplicated) and trains nothing:
+``rep-align sweep --check DIR`` (exit status 1 if anything is wrong).
 """
 
 from __future__ import annotations
@@ -21,8 +28,18 @@ from typing import TextIO
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC.toml", help="sweep spec (see rep_align.sweep)")
-    p.add_argument("--out", required=True, metavar="DIR", help="results directory")
+    p.add_argument("spec", metavar="SPEC.toml", nargs="?", help="sweep spec (see rep_align.sweep)")
+    p.add_argument("--out", metavar="DIR", help="results directory")
+    p.add_argument(
+        "--check",
+        metavar="DIR",
+        help="report the health of the store DIR (chunks, runs stored and missing); no training",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run a plan over the limits (runs, memory per run, disk; rep_align.sweep.plan)",
+    )
     p.add_argument(
         "--memory-budget-mb",
         type=float,
@@ -99,10 +116,61 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def _check(directory: str) -> int:
+    from rep_align.sweep.store import health
+
+    try:
+        report = health(directory)
+    except FileNotFoundError:
+        raise ValueError(f"--check {directory}: no such directory") from None
+    for line in report.lines():
+        print(line)
+    return 0 if report.healthy and report.missing == 0 else 1
+
+
+def _load(args: argparse.Namespace):
+    """The spec, after checking the arguments and the size of the spec."""
+    from pathlib import Path
+
+    from rep_align import sweep
+    from rep_align.sweep.plan import MAX_RUNS
+    from rep_align.sweep.spec import count_runs
+
+    if args.spec is None or args.out is None:
+        raise ValueError("give SPEC.toml and --out DIR (or --check DIR alone)")
+    path, out = Path(args.spec), Path(args.out)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ValueError(f"SPEC.toml {args.spec} {what}: give a sweep spec file")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out} is a file: give a directory")
+    n = count_runs(path)
+    if n > MAX_RUNS and not args.force:
+        raise ValueError(
+            f"{args.spec} has {n} runs, over the limit of {MAX_RUNS} runs a sweep may have "
+            "(rep_align.sweep.plan.MAX_RUNS): split it, or give --force to build it anyway"
+        )
+    return sweep.load_spec(path)
+
+
+def _plan_check(force: bool):
+    def check(plan) -> None:
+        print(plan.line(), file=sys.stderr)
+        problems = plan.problems()
+        if problems and not force:
+            raise ValueError("refused: " + "; ".join(problems) + " (or give --force)")
+
+    return check
+
+
 def run(args: argparse.Namespace) -> int:
     from rep_align import sweep
     from rep_align.sweep import processes
 
+    if args.check is not None:
+        if args.spec is not None or args.out is not None:
+            raise ValueError("--check DIR takes no SPEC.toml or --out")
+        return _check(args.check)
     cluster = [args.coordinator, args.num_processes, args.process_id]
     if args.processes is not None and (any(v is not None for v in cluster) or args.distributed):
         raise ValueError("--processes starts local processes: no --coordinator/--distributed")
@@ -111,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     if args.distributed or any(v is not None for v in cluster):
         local = None if args.local_device is None else [args.local_device]
         processes.initialize(*cluster, local_device_ids=local)
-    spec = sweep.load_spec(args.spec)
+    spec = _load(args)
     overrides = {}
     if args.memory_budget_mb is not None:
         overrides["memory_budget_mb"] = args.memory_budget_mb
@@ -132,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         ):
             if value is not None:
                 argv += [flag, str(value)]
+        argv += ["--force"] if args.force else []
         start = time.perf_counter()
         status = processes.launch(
             argv,
@@ -149,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return status
     try:
-        report = sweep.run_sweep(spec, args.out, progress=progress)
+        report = sweep.run_sweep(spec, args.out, progress=progress, plan=_plan_check(args.force))
     except KeyboardInterrupt:
         print(
             "\ninterrupted: finished chunks are saved; run the same command to resume",

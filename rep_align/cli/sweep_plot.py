@@ -31,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from rep_align.sweep.store import CONVERGED_LOSS
 
     threshold = CONVERGED_LOSS if args.converged_loss is None else args.converged_loss
-    res = sweep.load_results(args.results, converged_loss=threshold)
+    try:
+        res = sweep.load_results(args.results, converged_loss=threshold)
+    except FileNotFoundError:
+        raise ValueError(f"DIR {args.results}: no such results directory") from None
     out = Path(args.out) if args.out else Path(args.results) / "figures"
     paths = standard_figures(res, out, fmt=args.format)
     n_conv = int(res.table["converged"].sum()) if "converged" in res.table else 0

@@ -67,6 +67,13 @@ further decrease possible at the solver's precision) with a finite loss, at a sc
 the model cannot follow the record at all and a frozen trajectory is its best answer) is
 reported as failed with its rates, so it can be inspected.
 
+Fits that fit. ``success`` says the optimiser converged, not that the theory follows the
+record: a converged fit can miss it (loss 94, R² of w −34 was seen). ``fits_well`` is the
+rule the sweep's ``fit_ok`` column applies: ``success`` and an R² of at least ``R2_MIN``
+(0.9) for each of h, y and w (an R² that is NaN, a record constant in time, does not count
+against it) and, where η_m was fitted, the η_m fit's ``success`` and an R² of the loss curve
+of at least ``R2_MIN``.
+
 Precision: fit in float64 (``jax.enable_x64``). In float32 ``theory.solve`` floors the
 tolerances at about 7.6e-6 and the finite differences are coarser; the fit still runs,
 with rates good to about 1e-3 relative instead of about 1e-8 (noise-free records).
@@ -92,8 +99,10 @@ from rep_align.fit._options import FitOptions
 from rep_align.fit._pieces import start_ratio
 from rep_align.fit._rates import fit_rates, fit_run
 from rep_align.fit._records import (
+    R2_MIN,
     fit_eta_m_records,
     fit_records,
+    fits_well,
     predicted_final_distance,
 )
 from rep_align.fit._results import EtaMFit, RateFit, r_squared
@@ -108,6 +117,8 @@ __all__ = [
     "fit_eta_m",
     "fit_records",
     "fit_eta_m_records",
+    "fits_well",
+    "R2_MIN",
     "predicted_final_distance",
     "r_squared",
 ]

@@ -142,6 +142,28 @@ def fit_records(
     return jax.tree_util.tree_map(lambda a: _scatter(a[: idx.size], idx, n), res)
 
 
+#: R² each fitted observable must reach for ``fits_well`` (package docstring, "Fits that fit").
+R2_MIN = 0.9
+
+
+def fits_well(
+    rates: RateFit, eta_m: EtaMFit | None = None, *, r2_min: float = R2_MIN
+) -> np.ndarray:
+    """Whether each fit follows its record: ``rates.success`` and every R² of h, y, w at
+    least ``r2_min`` (NaN R², a record constant in time, is not held against it); with
+    ``eta_m``, also its ``success`` and its loss-curve R² at least ``r2_min``.
+
+    Returns:
+        ``(R,)`` bool.
+    """
+    r2 = np.asarray(rates.r2)
+    ok = np.asarray(rates.success) & np.all(np.isnan(r2) | (r2 >= r2_min), axis=-1)
+    if eta_m is not None:
+        m2 = np.asarray(eta_m.r2)
+        ok &= np.asarray(eta_m.success) & (np.isnan(m2) | (m2 >= r2_min))
+    return ok
+
+
 def fit_eta_m_records(
     ts: Float[ArrayLike, " times"],
     loss: Float[ArrayLike, "runs times"],

@@ -12,6 +12,7 @@ docs/architecture.md shows how a run flows from a spec to a figure.
 from rep_align.config import STATIC_FIELDS as STATIC_FIELDS
 from rep_align.config import TRACED_FIELDS as TRACED_FIELDS
 from rep_align.config import RunConfig as RunConfig
+from rep_align.sweep.engine import ReadOnlyStoreError as ReadOnlyStoreError
 from rep_align.sweep.engine import SweepReport as SweepReport
 from rep_align.sweep.engine import estimate_run_bytes as estimate_run_bytes
 from rep_align.sweep.engine import run_sweep as run_sweep
@@ -27,6 +28,7 @@ from rep_align.sweep.store import load_results as load_results
 
 __all__ = [
     "FORMAT",
+    "ReadOnlyStoreError",
     "RunConfig",
     "STATIC_FIELDS",
     "TRACED_FIELDS",

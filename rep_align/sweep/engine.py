@@ -47,7 +47,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -57,10 +59,17 @@ import numpy as np
 
 import rep_align.sweep.store as store
 from rep_align.config import ADDED_FIELDS, STATIC_FIELDS, RunConfig
+from rep_align.sweep._csv import write_csv
+from rep_align.sweep.plan import Plan, record_bytes
 from rep_align.sweep.runner import GroupRunner, traced_inputs
 from rep_align.sweep.spec import SweepSpec
 
-__all__ = ["SweepReport", "estimate_run_bytes", "run_sweep"]
+__all__ = ["ReadOnlyStoreError", "SweepReport", "estimate_run_bytes", "run_sweep"]
+
+
+class ReadOnlyStoreError(ValueError):
+    """The store cannot be written and runs are left to train."""
+
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 _FIT_COLUMNS = ("eta_h", "eta_y", "eta_m", "fit_loss", "r2_h", "r2_y", "r2_w", "fit_ok")
@@ -160,14 +169,24 @@ def fit_chunk(cfg: RunConfig, res: Mapping[str, np.ndarray]) -> dict[str, np.nda
     """Fit effective rates to every run of a chunk (docs/theory.md §5).
 
     (η_h, η_y) are fitted to h (read-out layer), y, w with ``fit.fit_records`` and then η_m
-    to the loss curve with ``fit.fit_eta_m_records``, in float64, the batch padded to the
-    chunk size so that the fit also compiles once per group. Runs that cannot be fitted
-    (non-finite records, h0 = 0, dx2 = 0) get NaN and ``fit_ok = False``. η_m is fitted for
+    to the loss curve with ``fit.fit_eta_m_records``, in float64, one run at a time: the
+    fit integrates its batch as one stacked system with one step size, so a run fitted
+    with others would get numbers that depend on its chunk (and so on ``max_chunk``); alone,
+    each run's numbers are the same bit for bit however the sweep is chunked, and the fit
+    compiles once per record length. Runs that cannot be fitted (non-finite records, h0 =
+    0, dx2 = 0) get NaN and ``fit_ok = False``; ``fit_ok`` is ``fit.fits_well`` (converged
+    and R² ≥ ``fit.R2_MIN`` for h, y, w and, if fitted, the loss curve). η_m is fitted for
     the two-point task only (its loss is the pair's loss).
     """
+    rows = range(len(res["h0"]))
+    parts = [_fit_one(cfg, {k: v[i : i + 1] for k, v in res.items()}) for i in rows]
+    return {k: np.concatenate([p[k] for p in parts]) for k in _FIT_COLUMNS}
+
+
+def _fit_one(cfg: RunConfig, res: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``fit_chunk`` of a chunk of one run."""
     from rep_align import fit
 
-    n = len(res["h0"])
     z = np.stack([res["h"][:, :, cfg.layer_index], res["y"], res["w"]], axis=-1)
     ts = np.asarray(res["times"][0], np.float64)
     two = cfg.task == "two_points"
@@ -177,19 +196,9 @@ def fit_chunk(cfg: RunConfig, res: Mapping[str, np.ndarray]) -> dict[str, np.nda
         dx2=res["data_dx2"],
         dy2=res["data_dy2"],
         return_trajectory=two,
-        pad_to=n,
         where=np.isfinite(res["loss"]).all(axis=1),
     )
-    out = {
-        "eta_h": rates.eta_h,
-        "eta_y": rates.eta_y,
-        "eta_m": np.full(n, np.nan),
-        "fit_loss": rates.loss,
-        "r2_h": rates.r2[:, 0],
-        "r2_y": rates.r2[:, 1],
-        "r2_w": rates.r2[:, 2],
-        "fit_ok": rates.success,
-    }
+    eta_m = None
     if two:
         eta_m = fit.fit_eta_m_records(
             ts,
@@ -198,9 +207,17 @@ def fit_chunk(cfg: RunConfig, res: Mapping[str, np.ndarray]) -> dict[str, np.nda
             m0=res["m"][:, 0],
             dy2=res["data_dy2"],
             out_dim=cfg.out_dim,
-            pad_to=n,
         )
-        out["eta_m"] = eta_m.eta_m
+    out = {
+        "eta_h": rates.eta_h,
+        "eta_y": rates.eta_y,
+        "eta_m": np.full(1, np.nan) if eta_m is None else eta_m.eta_m,
+        "fit_loss": rates.loss,
+        "r2_h": rates.r2[:, 0],
+        "r2_y": rates.r2[:, 1],
+        "r2_w": rates.r2[:, 2],
+        "fit_ok": fit.fits_well(rates, eta_m),
+    }
     return {k: np.asarray(out[k]) for k in _FIT_COLUMNS}
 
 
@@ -215,6 +232,7 @@ def run_sweep(
     progress: Callable[[int, int], None] | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    plan: Callable[[Plan], None] | None = None,
 ) -> SweepReport:
     """Run (or resume) a sweep, writing each finished chunk to the store at ``out``.
 
@@ -231,6 +249,9 @@ def run_sweep(
         process_index, process_count: this process's share of the plan (runs whose plan
             position ≡ index mod count); default ``jax.process_index()``,
             ``jax.process_count()`` (several processes with ``jax.distributed``).
+        plan: optional ``plan(Plan)`` called once the runs left are known, before anything
+            trains; it may raise to refuse the plan (``rep-align sweep`` does, on
+            ``Plan.problems``). Without it a run over the memory budget only warns.
 
     Returns:
         A ``SweepReport``.
@@ -238,6 +259,8 @@ def run_sweep(
     Raises:
         SpecMismatchError: if ``out`` holds another spec's results or is not a sweep store.
         ValueError: for an invalid ``process_index``/``process_count`` or empty ``devices``.
+        ReadOnlyStoreError: if ``out`` cannot be written and runs are left to train (raised
+            before training; with nothing left to do a read-only store is fine).
     """
     t_start = time.perf_counter()
     if not isinstance(spec, SweepSpec):
@@ -251,24 +274,41 @@ def run_sweep(
     if not devices:
         raise ValueError("devices is empty")
     all_runs = spec.runs()
-    store.prepare(out, spec, writer=True, num_groups=len(groups_of(all_runs)))
-    if pcount == 1:  # leftovers of a killed writer; with several processes they may be live
+    writable = _writable(out)
+    if writable:
+        store.prepare(out, spec, writer=True, num_groups=len(groups_of(all_runs)))
+    else:
+        store.prepare(out, spec, writer=False)
+    if pcount == 1 and writable:  # leftovers of a killed writer; several processes: live
         for tmp in (out / store.CHUNKS).glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
 
     mine = [r for i, r in enumerate(all_runs) if i % pcount == pindex]
-    done = store.finished_ids(out)
+    done = {i for c in store.stored_chunks(out, spec, writer=writable) for i in c.run_ids}
     todo = [r for r in mine if r.run_id not in done]
     total = len(mine)
     finished = total - len(todo)
+    if todo and not writable:
+        raise ReadOnlyStoreError(
+            f"{out} is not writable and {len(todo)} of its {total} runs are left to train: "
+            "make it writable or choose another output directory"
+        )
+    groups = groups_of(todo)
+    shapes = []
+    for group in groups:
+        with jax.enable_x64(group.static.dtype == "float64"):
+            shapes.append(_chunk_shape(spec, group.static, len(group.runs), devices))
+    the_plan = _plan(spec, out, groups, shapes, len(todo), finished)
+    if plan is not None:
+        plan(the_plan)
+    elif the_plan.runs and the_plan.run_bytes > the_plan.budget_bytes:
+        warnings.warn(the_plan.problems()[0] + "; training one run per chunk", stacklevel=2)
     if progress is not None:
         progress(finished, total)
     n_chunks = n_bad = 0
-    groups = groups_of(todo)
-    for group in groups:
+    for group, (per_device, devs, _) in zip(groups, shapes, strict=True):
         cfg = group.static
         with jax.enable_x64(cfg.dtype == "float64"):
-            per_device, devs = _chunk_shape(spec, cfg, len(group.runs), devices)
             size = per_device * len(devs)
             runner = GroupRunner(cfg, devs, spec.runs_per_device)
             for start in range(0, len(group.runs), size):
@@ -287,7 +327,8 @@ def run_sweep(
                 finished += len(runs)
                 if progress is not None:
                     progress(finished, total)
-    store.write_csv(out)  # every process, under a lock: the last to end writes it whole
+    if writable:  # every process, under a lock: the last to end writes it whole
+        write_csv(out)
     return SweepReport(
         out=out,
         num_runs=total,
@@ -300,13 +341,49 @@ def run_sweep(
     )
 
 
+def _writable(out: Path) -> bool:
+    """Whether a writer can create ``out`` or write into it and its chunks folder."""
+    if not out.exists():
+        parent = next((p for p in out.parents if p.exists()), Path("."))
+        return os.access(parent, os.W_OK)
+    where = [out] + ([out / store.CHUNKS] if (out / store.CHUNKS).exists() else [])
+    return all(os.access(p, os.W_OK | os.X_OK) for p in where)
+
+
 def _chunk_shape(
     spec: SweepSpec, cfg: RunConfig, n_runs: int, devices: Sequence[jax.Device]
-) -> tuple[int, list[jax.Device]]:
-    """(runs per device, devices used) of a group's chunks."""
+) -> tuple[int, list[jax.Device], int]:
+    """(runs per device, devices used, estimated bytes of one run) of a group's chunks."""
+    run_bytes = estimate_run_bytes(cfg)
     if spec.runs_per_device:
         per_device = spec.runs_per_device
-        return per_device, list(devices[: max(1, min(len(devices), -(-n_runs // per_device)))])
-    fit_in = int(spec.memory_budget_mb * 2**20 // estimate_run_bytes(cfg))
+        used = devices[: max(1, min(len(devices), -(-n_runs // per_device)))]
+        return per_device, list(used), run_bytes
+    fit_in = int(spec.memory_budget_mb * 2**20 // run_bytes)
     per_device = max(1, min(spec.max_chunk, fit_in, math.ceil(n_runs / len(devices))))
-    return per_device, list(devices)
+    return per_device, list(devices), run_bytes
+
+
+def _plan(spec: SweepSpec, out: Path, groups, shapes, n_todo: int, n_stored: int) -> Plan:
+    """The ``Plan`` of the groups left, each with its ``_chunk_shape``."""
+    pairs = list(zip(groups, shapes, strict=True))
+    chunks = sum(-(-len(g.runs) // (per * len(devs))) for g, (per, devs, _) in pairs)
+    disk = sum(
+        len(g.runs) * record_bytes(g.static, save_trajectories=spec.save_trajectories)
+        for g in groups
+    )
+    try:
+        free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
+    except (OSError, StopIteration):
+        free = -1
+    return Plan(
+        runs=n_todo,
+        stored=n_stored,
+        groups=len(groups),
+        chunks=chunks,
+        run_bytes=max((b for _, _, b in shapes), default=0),
+        chunk_bytes=max((per * b for per, _, b in shapes), default=0),
+        budget_bytes=int(spec.memory_budget_mb * 2**20),
+        disk_bytes=disk,
+        free_bytes=free,
+    )

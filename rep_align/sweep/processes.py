@@ -154,7 +154,7 @@ def launch(
     try:
         while True:
             alive = [p.poll() is None for p in procs]
-            done = len(finished_ids(Path(out))) if Path(out).exists() else 0
+            done = len(finished_ids(Path(out), verify=False)) if Path(out).exists() else 0
             if progress is not None and done != shown:
                 progress(done, total)
                 shown = done

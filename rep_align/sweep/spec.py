@@ -32,7 +32,7 @@ from rep_align.config import (
     coerce_setting,
 )
 
-__all__ = ["FORMAT", "SweepSpec", "load_spec", "spec_from_dict"]
+__all__ = ["FORMAT", "SweepSpec", "count_runs", "load_spec", "spec_from_dict"]
 
 #: Format tag written to every manifest and chunk file of a results store.
 FORMAT = "rep_align.sweep/1"
@@ -363,6 +363,31 @@ def spec_from_dict(data: Mapping[str, Any]) -> SweepSpec:
         per_run=tuple(per_run),
         **{k: data[k] for k in _OPTIONS if k in data},
     )
+
+
+def count_runs(path: str | os.PathLike) -> int:
+    """Number of runs of the spec in the TOML file ``path``, counted from its axes (or its
+    listed runs) without building them, so that a huge spec is sized in milliseconds.
+
+    Raises:
+        ValueError: for TOML syntax errors and axes that do not expand (``load_spec``'s
+            messages); other mistakes are found by ``load_spec``.
+        FileNotFoundError: if there is no such file.
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: invalid TOML: {err}") from None
+    per_run = data.get("per_run")
+    if isinstance(per_run, list) and per_run:
+        return len(per_run)
+    axes = data.get("axes", {})
+    if not isinstance(axes, Mapping):
+        raise ValueError(f"{path}: [axes] must be a table")
+    try:
+        return math.prod(len(_expand_axis(k, v)) for k, v in axes.items())
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:

@@ -12,8 +12,11 @@ Layout::
                               points runs the snapshots ``loss``, ``accuracy (n, T)``,
                               ``hidden (n, T, P, F)``, ``outputs (n, T, P, out)`` with
                               ``times (T,)`` in epochs (``SweepResults.snapshots``)
-    DIR/results.csv           one row per finished run (the scalar columns), rewritten at the
-                              end of every ``run_sweep`` call
+    DIR/results.csv           one row per finished run (the scalar columns), rebuilt from
+                              the verified chunks at the end of every ``run_sweep`` call
+                              (atomically: a kill during the rebuild leaves the old file)
+    DIR/quarantine/           chunk files that failed their check, moved here by a writer
+                              with a ``NAME.why.txt`` beside each (``rep_align.sweep._health``)
 
 Why NumPy ``.npz`` plus JSON/CSV: ``.npz`` is a zip of ``.npy`` arrays, NumPy's documented
 and versioned binary format, loaded with ``numpy.load(path)`` (and by readers in Julia, R,
@@ -27,15 +30,20 @@ Resume and safety: a finished run is one whose id appears in a chunk file. The m
 stores the spec's hash (over the run ids and output options); a different spec pointed at
 the same directory raises ``SpecMismatchError`` before any compute, so results of two specs
 never mix.
+
+Verification: every chunk is checked before its runs count (``rep_align.sweep._health``): a
+chunk that is corrupt (truncated, a flipped byte, a column missing) or foreign (another
+spec's hash, a run id not in the spec) is skipped by readers with a warning naming the file,
+and moved into ``DIR/quarantine/`` by a writer, whose resume then trains its runs again. A
+run stored twice counts once. ``rep-align sweep --check DIR`` reports a store's health.
+Reading needs no write access and takes no lock.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime
 import hashlib
-import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -46,6 +54,7 @@ import numpy as np
 
 from rep_align.config import ADDED_FIELDS, FIELDS, RunConfig
 from rep_align.files import atomic_write
+from rep_align.sweep import _health
 from rep_align.sweep.spec import FORMAT, SweepSpec, load_spec
 
 __all__ = ["SpecMismatchError", "SweepResults", "load_results", "CONVERGED_LOSS"]
@@ -171,12 +180,42 @@ def chunk_files(out: Path) -> list[Path]:
     return sorted((out / CHUNKS).glob("*.npz")) if (out / CHUNKS).exists() else []
 
 
-def finished_ids(out: Path) -> set[str]:
-    """Ids of every run stored in ``out``."""
+def stored_chunks(
+    out: Path, spec: SweepSpec | None = None, *, writer: bool = False
+) -> list[_health.ChunkCheck]:
+    """The verified chunks of the store ``out`` (of ``spec``, default the stored one), sorted
+    by name; the others are moved aside (``writer``) or skipped (``rep_align.sweep._health``).
+    """
+    spec = load_spec(out / "spec.toml") if spec is None else spec
+    ids = {r.run_id for r in spec.runs()}
+    return _health.verified_chunks(out, chunk_files(out), spec.spec_hash, ids, writer=writer)
+
+
+def health(out: str | os.PathLike) -> _health.Health:
+    """The health of the store ``out`` (``rep-align sweep --check``); nothing is moved.
+
+    Raises:
+        SpecMismatchError: if ``out`` is not a results store.
+        FileNotFoundError: if ``out`` does not exist.
+    """
+    out = Path(out)
+    spec = _read_spec(out)
+    ids = {r.run_id for r in spec.runs()}
+    return _health.health(out, chunk_files(out), spec.spec_hash, ids)
+
+
+def finished_ids(out: Path, spec: SweepSpec | None = None, *, verify: bool = True) -> set[str]:
+    """Ids of every run stored in ``out`` (in verified chunks; ``verify=False`` reads only
+    the run ids of the chunks that open, for polling progress)."""
+    if verify:
+        return {i for c in stored_chunks(out, spec) for i in c.run_ids}
     done: set[str] = set()
     for path in chunk_files(out):
-        with np.load(path, allow_pickle=False) as f:
-            done.update(str(i) for i in f["run_id"])
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                done.update(str(i) for i in f["run_id"])
+        except _health._UNREADABLE:
+            continue
     return done
 
 
@@ -254,6 +293,7 @@ class SweepResults:
     spec: SweepSpec
     table: Mapping[str, np.ndarray]
     directory: Path
+    chunks: tuple[Path, ...] = ()  # the verified chunk files the table was read from
 
     def __len__(self) -> int:
         return len(self.table["run_id"])
@@ -276,17 +316,19 @@ class SweepResults:
         if not self.spec.save_trajectories:
             raise ValueError("this sweep was run with save_trajectories = false")
         ids, parts = [], {n: [] for n in TRAJECTORIES}
-        times = None
-        for path in chunk_files(self.directory):
+        times, seen = None, set()
+        for path in self.chunks:
             with np.load(path, allow_pickle=False) as f:
                 if str(f["group"]) != group:
                     continue
                 if "record" in f.files and str(f["record"][0]) == "points":
                     raise ValueError(f"group {group!r} holds points runs: read them with snapshots")
-                ids.extend(str(i) for i in f["run_id"])
+                new = [k for k, i in enumerate(f["run_id"]) if str(i) not in seen]
+                seen.update(str(i) for i in f["run_id"])
+                ids.extend(str(f["run_id"][k]) for k in new)
                 times = f["times"]
                 for n in TRAJECTORIES:
-                    parts[n].append(f[n])
+                    parts[n].append(f[n][new])
         if times is None:
             raise ValueError(f"no finished runs in group {group!r}")
         return np.asarray(ids), {"times": times, **{n: np.concatenate(v) for n, v in parts.items()}}
@@ -315,7 +357,7 @@ class SweepResults:
             raise ValueError("this sweep was run with save_trajectories = false")
         wanted = set(run_ids)
         found: dict[str, dict[str, np.ndarray]] = {}
-        for path in chunk_files(self.directory):
+        for path in self.chunks:
             with np.load(path, allow_pickle=False) as f:
                 rows = [(k, str(i)) for k, i in enumerate(f["run_id"]) if str(i) in wanted]
                 if not rows or "record" not in f.files or str(f["record"][0]) != "points":
@@ -323,7 +365,7 @@ class SweepResults:
                 cols = {n: f[n] for n in (*SNAPSHOTS, "diverged", "diverged_epoch")}
                 for k, run_id in rows:
                     snap = {n: np.asarray(cols[n][k]) for n in cols}
-                    found[run_id] = {"epochs": f["times"], **snap}
+                    found.setdefault(run_id, {"epochs": f["times"], **snap})
         missing = [i for i in run_ids if i not in found]
         if missing:
             raise ValueError(f"points runs not in the store: {missing[:3]}")
@@ -380,28 +422,29 @@ def load_results(out: str | os.PathLike, *, converged_loss: float = CONVERGED_LO
         FileNotFoundError: if ``out`` does not exist.
     """
     out = Path(out)
-    if not out.is_dir():
-        raise FileNotFoundError(f"no results directory {out}")
-    if not (out / MANIFEST).exists():
-        raise SpecMismatchError(f"{out} has no {MANIFEST}: not a sweep results store")
-    spec = load_spec(out / "spec.toml")
-    prepare(out, spec, writer=False)
+    spec = _read_spec(out)
+    chunks = stored_chunks(out, spec)
     parts: list[dict[str, np.ndarray]] = []
     names: list[str] = []
-    for path in chunk_files(out):
-        with np.load(path, allow_pickle=False) as f:
+    seen: set[str] = set()
+    for check in chunks:
+        with np.load(check.path, allow_pickle=False) as f:
             n = len(f["run_id"])
+            keep = np.asarray([i not in seen for i in check.run_ids], bool)  # a run counts once
+            seen.update(check.run_ids)
             part = {}
             for k in f.files:
                 if k in _META:
                     continue
                 v = f[k]
-                part[k] = np.full(n, v) if v.ndim == 0 else v
+                part[k] = (np.full(n, v) if v.ndim == 0 else v)[keep]
                 if k not in names:
                     names.append(k)
             parts.append(part)
+    paths = tuple(c.path for c in chunks)
     if not parts:
-        return SweepResults(spec=spec, table={"run_id": np.asarray([], str)}, directory=out)
+        empty = {"run_id": np.asarray([], str)}
+        return SweepResults(spec=spec, table=empty, directory=out, chunks=paths)
     table: dict[str, np.ndarray] = {}
     for k in names:
         cols = []
@@ -425,47 +468,15 @@ def load_results(out: str | os.PathLike, *, converged_loss: float = CONVERGED_LO
 
         args = [table[k] for k in ("h0", "y0", "eta_h", "eta_y", "data_dx2", "data_dy2")]
         table["h_inf_theory"] = predicted_final_distance(*args)
-    return SweepResults(spec=spec, table=table, directory=out)
+    return SweepResults(spec=spec, table=table, directory=out, chunks=paths)
 
 
-def write_csv(out: Path) -> None:
-    """Rewrite ``results.csv`` atomically: the scalar columns of every finished run.
-
-    Several processes may call this as they end: it runs under an exclusive lock on
-    ``DIR/.results.lock`` (``fcntl.flock``, where the OS has it), so the process that ends
-    last reads every chunk the others wrote and its file is the one that stays."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - no flock: one writer at a time is assumed
-        _write_csv(out)
-        return
-    with open(out / ".results.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            _write_csv(out)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _write_csv(out: Path) -> None:
-    res = load_results(out)
-    names = [k for k, v in res.table.items() if v.ndim == 1]
-    if "pair" in res.table:
-        names.insert(names.index("layer_index"), "pair")
-
-    def fmt(k: str, i: int) -> str:
-        v = res.table[k][i]
-        if k == "pair":
-            return f"{int(v[0])} {int(v[1])}"
-        if isinstance(v, np.floating):
-            return repr(float(v))
-        if isinstance(v, np.bool_):
-            return "true" if v else "false"
-        return str(v)
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(names)
-    for i in range(len(res)):
-        w.writerow([fmt(k, i) for k in names])
-    atomic_write(out / "results.csv", buf.getvalue().encode())
+def _read_spec(out: Path) -> SweepSpec:
+    """The spec of the store ``out``, checked against its manifest."""
+    if not out.is_dir():
+        raise FileNotFoundError(f"no results directory {out}")
+    if not (out / MANIFEST).exists():
+        raise SpecMismatchError(f"{out} has no {MANIFEST}: not a sweep results store")
+    spec = load_spec(out / "spec.toml")
+    prepare(out, spec, writer=False)
+    return spec
