@@ -28,7 +28,14 @@ starts on every unit's kink and the rounding grows to per-cent differences in th
 within a few hundred steps (measured on the default 20 × 500 network, whose CPU code changes
 between 8 and 12 runs per batch). ``runs_per_device`` fixes the batch a run is trained in,
 so its record does not depend on how many runs the sweep has; to compare two sweeps member by
-member otherwise, run both with chunks of the same shape.
+member otherwise, run both with chunks of the same shape. Fitted rates (``fit = true``) are
+computed one run at a time (``fit_chunk``), so they depend on the chunking only through the
+record they are fitted to.
+
+Before training, the store's chunks are verified (``rep_align.sweep._health``: foreign or
+corrupt ones are moved to ``DIR/quarantine`` and their runs trained again), a read-only
+store with runs left is refused, and the ``Plan`` (``rep_align.sweep.plan``: runs, groups,
+chunks, memory per chunk, disk) goes to the caller's ``plan`` callback, which may refuse it.
 
 Several processes: each process takes the runs whose position in the plan is ≡
 ``process_index`` (mod ``process_count``), by default ``jax.process_index()`` and
@@ -72,7 +79,17 @@ class ReadOnlyStoreError(ValueError):
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-_FIT_COLUMNS = ("eta_h", "eta_y", "eta_m", "fit_loss", "r2_h", "r2_y", "r2_w", "fit_ok")
+_FIT_COLUMNS = (
+    "eta_h",
+    "eta_y",
+    "eta_m",
+    "fit_loss",
+    "r2_h",
+    "r2_y",
+    "r2_w",
+    "fit_ok",
+    "fit_converged",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +192,9 @@ def fit_chunk(cfg: RunConfig, res: Mapping[str, np.ndarray]) -> dict[str, np.nda
     each run's numbers are the same bit for bit however the sweep is chunked, and the fit
     compiles once per record length. Runs that cannot be fitted (non-finite records, h0 =
     0, dx2 = 0) get NaN and ``fit_ok = False``; ``fit_ok`` is ``fit.fits_well`` (converged
-    and R² ≥ ``fit.R2_MIN`` for h, y, w and, if fitted, the loss curve). η_m is fitted for
+    and R² ≥ ``fit.R2_MIN`` for h, y, w and, if fitted, the loss curve), ``fit_converged``
+    only the optimisers' convergence (``success``; the former ``fit_ok``, for analyses that
+    study R² and must not select on it). η_m is fitted for
     the two-point task only (its loss is the pair's loss).
     """
     rows = range(len(res["h0"]))
@@ -217,6 +236,7 @@ def _fit_one(cfg: RunConfig, res: Mapping[str, np.ndarray]) -> dict[str, np.ndar
         "r2_y": rates.r2[:, 1],
         "r2_w": rates.r2[:, 2],
         "fit_ok": fit.fits_well(rates, eta_m),
+        "fit_converged": rates.success & (True if eta_m is None else eta_m.success),
     }
     return {k: np.asarray(out[k]) for k in _FIT_COLUMNS}
 

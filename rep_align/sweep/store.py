@@ -283,8 +283,9 @@ class SweepResults:
             (h at the read-out layer; at the stop for runs that stopped), ``converged``
             (finite final loss below the threshold given to ``load_results``) and, if the
             sweep fitted rates, ``eta_h``, ``eta_y``, ``eta_m`` (two-point task only),
-            ``fit_loss``, ``r2_h``, ``r2_y``, ``r2_w``, ``fit_ok`` (``rep_align.fit``'s
-            success flag; NaN rates and False for runs that could not be fitted, e.g.
+            ``fit_loss``, ``r2_h``, ``r2_y``, ``r2_w``, ``fit_ok`` (``fit.fits_well``:
+            converged and R² ≥ ``fit.R2_MIN``), ``fit_converged`` (the optimisers'
+            convergence alone; NaN rates and False for runs that could not be fitted, e.g.
             diverged ones) and the analytic ``h_inf_theory`` (docs/theory.md, eq. (3.2))
             from h0, y0 and the fitted rates.
         directory: where the store lives.
