@@ -108,7 +108,10 @@ def _quarantine(out: Path, check: ChunkCheck) -> Path:
     while dest.exists():
         dest = folder / f"{check.path.stem}.{k}{check.path.suffix}"
         k += 1
-    os.replace(check.path, dest)
+    try:
+        os.replace(check.path, dest)
+    except FileNotFoundError:  # another process of the sweep moved it first
+        return dest
     (folder / f"{dest.name}.why.txt").write_text(f"{check.state}: {check.reason}\n")
     return dest
 
