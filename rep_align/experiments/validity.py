@@ -171,7 +171,7 @@ def _cells(ds, widths, depths) -> dict[str, np.ndarray]:
     for i, w in enumerate(widths):
         for j, d in enumerate(depths):
             cell = ds.sel(width=w, depth=d)
-            ok = cell.converged.values & cell.fit_ok.values
+            ok = cell.converged.values & cell.fit_converged.values
             out["n_converged"][i, j] = int(ok.sum())
             for k in _KEYS:
                 v = cell[k].values[ok]
