@@ -102,11 +102,32 @@ CASES = [
         "--rates-from '{tmp}/binary.json'",
         id="xor-rates-from-binary",
     ),
+    # sweeps: the spec and the store
+    pytest.param(
+        ["sweep", "{tmp}/nosuch.toml", "--out", "{tmp}/o"], "does not exist", id="sweep-no-spec"
+    ),
+    pytest.param(
+        ["sweep", "{tmp}/adir", "--out", "{tmp}/o"], "is a directory", id="sweep-spec-dir"
+    ),
+    pytest.param(["sweep-plot", "{tmp}/nosuch"], "no such results directory", id="plot-no-dir"),
+    pytest.param(
+        ["sweep", "{tmp}/s.toml", "--out", "{tmp}/badstore"],
+        "not a rep_align.sweep/1 results store",
+        id="sweep-manifest-list",
+    ),
+    pytest.param(
+        ["sweep-plot", "{tmp}/badstore"], "not a sweep results store", id="plot-manifest-list"
+    ),
 ]
 
 
 def _files(tmp) -> None:
     (tmp / "afile").write_text("not a directory\n")
+    (tmp / "adir").mkdir()
+    (tmp / "adir" / "keep").write_text("")
+    (tmp / "badstore").mkdir()
+    (tmp / "badstore" / "manifest.json").write_text("[1, 2, 3]\n")
+    (tmp / "s.toml").write_text('name = "s"\n[fixed]\nwidth = 8\ndepth = 2\nsteps = 20\n')
     (tmp / "binary.json").write_bytes(b"\x80\x81\xfe\xff")
     np.save(tmp / "x.npy", np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]))
     np.save(tmp / "y.npy", np.array([[0.0], [1.0], [1.0]]))

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 
@@ -187,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["max_chunk"] = args.max_chunk
     if overrides:
         spec = dataclasses.replace(spec, **overrides)
+    if Path(args.out).is_dir():  # another spec's or a damaged store: refused before anything
+        from rep_align.sweep import store
+
+        store.prepare(Path(args.out), spec, writer=False)
     print(
         f"sweep {spec.name!r}: {spec.num_runs} runs, spec hash {spec.spec_hash}, -> {args.out}",
         file=sys.stderr,

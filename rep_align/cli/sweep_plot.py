@@ -33,7 +33,12 @@ def run(args: argparse.Namespace) -> int:
     threshold = CONVERGED_LOSS if args.converged_loss is None else args.converged_loss
     try:
         res = sweep.load_results(args.results, converged_loss=threshold)
-    except FileNotFoundError:
+    except FileNotFoundError as err:
+        if Path(args.results).is_dir():
+            raise ValueError(
+                f"DIR {args.results}: not a sweep results store ({Path(err.filename).name} is "
+                "missing)"
+            ) from None
         raise ValueError(f"DIR {args.results}: no such results directory") from None
     out = Path(args.out) if args.out else Path(args.results) / "figures"
     paths = standard_figures(res, out, fmt=args.format)

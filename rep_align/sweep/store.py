@@ -132,7 +132,7 @@ def prepare(out: Path, spec: SweepSpec, *, writer: bool, num_groups: int = 0) ->
             old = json.loads(manifest.read_text())
         except json.JSONDecodeError as err:
             raise SpecMismatchError(f"{manifest} is not valid JSON ({err})") from None
-        if old.get("format") != FORMAT:
+        if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise SpecMismatchError(f"{out} is not a {FORMAT} results store")
         if old.get("spec_hash") != spec.spec_hash:
             raise SpecMismatchError(
