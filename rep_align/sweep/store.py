@@ -146,7 +146,8 @@ def prepare(out: Path, spec: SweepSpec, *, writer: bool, num_groups: int = 0) ->
         return
     import jax
 
-    (out / CHUNKS).mkdir(parents=True, exist_ok=True)
+    # chunks/ appears last, so a reader that sees it finds spec.toml and the manifest too
+    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
         "spec_hash": spec.spec_hash,
@@ -168,11 +169,11 @@ def prepare(out: Path, spec: SweepSpec, *, writer: bool, num_groups: int = 0) ->
     except FileExistsError:
         tmp.unlink()
         prepare(out, spec, writer=False)
-        return
     except OSError:  # a file system without hard links: last writer wins (same content)
         os.replace(tmp, manifest)
-        return
-    tmp.unlink()
+    else:
+        tmp.unlink()
+    (out / CHUNKS).mkdir(exist_ok=True)
 
 
 def chunk_files(out: Path) -> list[Path]:
