@@ -38,21 +38,17 @@ import numpy as np
 from rep_align.config import RunConfig
 from rep_align.data import POINTS_TASKS, task_data
 from rep_align.experiments.common import SEED_BLOCK, store_for
-from rep_align.files import write_json
 from rep_align.sweep import SweepReport, SweepSpec, load_results, run_sweep
-from rep_align.sweep.store import MANIFEST, finished_ids
 
 __all__ = [
     "POINTS_TASKS",
     "PointsRun",
     "PointsRuns",
     "load_snapshots",
-    "missing",
     "points_data",
     "points_spec",
     "run_points",
     "train_points",
-    "write_settings",
 ]
 
 #: The settings in which a ``PointsRun`` differs from ``RunConfig``'s defaults.
@@ -176,13 +172,6 @@ def points_store(runs: Sequence[RunConfig], root: str | Path) -> Path:
     return store_for(root, points_spec(runs))
 
 
-def missing(runs: Sequence[RunConfig], root: str | Path) -> int:
-    """How many of ``runs`` (duplicates counted once) are not stored under ``root`` yet."""
-    store = points_store(runs, root)
-    done = finished_ids(store) if (store / MANIFEST).exists() else set()
-    return sum(r.run_id not in done for r in dict.fromkeys(runs))
-
-
 def load_snapshots(store: str | Path, run_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read one stored run: ``(arrays, settings)``.
 
@@ -202,11 +191,3 @@ def load_snapshots(store: str | Path, run_id: str) -> tuple[dict[str, np.ndarray
     (arrays,) = results.snapshots([run_id])
     (run,) = [r for r in results.spec.runs() if r.run_id == run_id]
     return arrays, run.canonical()
-
-
-def write_settings(root: str | Path, runs: Sequence[RunConfig]) -> Path:
-    """Write the settings of ``runs`` to ``root/runs.json`` (a readable index of the runs;
-    each store also holds its runs' settings in ``spec.toml``)."""
-    return write_json(
-        Path(root) / "runs.json", [dict(r.canonical(), run_id=r.run_id) for r in runs]
-    )
